@@ -44,14 +44,19 @@ class Settings(BaseSettings):
     sandbox_pids: int = 512
     docker_image: str | None = None
     docker_base_image: str = "python:3.11-slim"
+    docker_build_network: str | None = None  # e.g. "host" for an engine without a bridge
 
     census_uri: str | None = None  # a SOMA collection (local path or s3://) overriding the release
     census_release_directory_url: str | None = None  # release.json location (URL or path)
     census_mirrors_url: str | None = None
+    census_mirror: str | None = None  # a mirror name from mirrors.json (default: its "default")
+    census_h5ads_uri: str | None = None  # source .h5ad folder, with census_uri or to override
 
     openai_base_url: str | None = None
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 5
+    llm_retry_base_s: float = 1.0  # first backoff wait; doubles per retry, with jitter
+    llm_retry_max_wait_s: float = 60.0  # cap on any single wait, Retry-After included
     llm_cache_dir: Path | None = None  # opt-in on-disk response cache
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
 

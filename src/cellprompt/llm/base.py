@@ -36,10 +36,14 @@ class ToolSpec(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token counts of one call (or a sum); `input_tokens` includes the `cached_tokens` among them."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    # True when some call's model had no price (cost_usd then undercounts): shown, never fatal
+    cost_unknown: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -47,6 +51,7 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
+            cost_unknown=self.cost_unknown or other.cost_unknown,
         )
 
 
@@ -56,6 +61,7 @@ class ChatReply(BaseModel):
     latency_s: float = 0.0
     stop_reason: str | None = None  # "end_turn", "tool_use", "max_tokens", ...
     model: str = ""  # the provider's own model name, as it reported it
+    from_cache: bool = False  # served by the on-disk response cache (no money spent: cost 0)
 
 
 @runtime_checkable

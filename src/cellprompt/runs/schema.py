@@ -53,6 +53,10 @@ class TrialSpec(BaseModel):
 
 
 class ExecutionRecord(BaseModel):
+    """One code execution. Figures are not inlined: every `image/png` in `outputs` is replaced
+    by the artifact path (relative to the run folder) of the PNG file written for it, and
+    `images` lists those paths in order."""
+
     code: str
     outputs: list[dict[str, Any]]  # as the kernel service returned them; images as artifact paths
     final_status: Literal["ok", "error", "timeout", "died"]

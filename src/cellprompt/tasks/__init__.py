@@ -1,1 +1,24 @@
-"""tasks"""
+"""Tasks: the spec, loading (YAML, scBench JSON, built-in ids), materialisation, validation."""
+
+from cellprompt.tasks.loader import builtin_tasks, load_task, load_tasks
+from cellprompt.tasks.materialise import MaterialisedTask, materialise
+from cellprompt.tasks.spec import AnswerField, ReferenceSolution, Task, TaskLimits, TaskMetadata, Withhold
+from cellprompt.tasks.validate import ValidationReport, answer_from_output, grade_task, validate
+
+__all__ = [
+    "AnswerField",
+    "MaterialisedTask",
+    "ReferenceSolution",
+    "Task",
+    "TaskLimits",
+    "TaskMetadata",
+    "ValidationReport",
+    "Withhold",
+    "answer_from_output",
+    "builtin_tasks",
+    "grade_task",
+    "load_task",
+    "load_tasks",
+    "materialise",
+    "validate",
+]

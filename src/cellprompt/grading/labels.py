@@ -1,0 +1,147 @@
+"""`label_agreement`: per-cell labels the agent wrote against withheld labels.
+
+Labels come from a CSV in the agent's workspace (cell id, label) or from an
+answer field (a cell -> label mapping). Cluster ids are arbitrary, so accuracy
+is taken after the best one-to-one matching of predicted to true labels
+(Hungarian, `linear_sum_assignment`); `matching: exact` compares names instead
+(cell typing with a fixed vocabulary), `majority` maps each predicted label to
+its most common true label. ARI and NMI never depend on names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from cellprompt.errors import GradingError
+from cellprompt.grading.base import GradeResult
+from cellprompt.grading.registry import GradeContext, Grader, GraderConfig, register
+from cellprompt.grading.truth import obs_labels
+
+MISSING = "\0missing"
+
+
+class AgreementConfig(GraderConfig):
+    truth_obs: str | None = None
+    ground_truth_labels: dict[str, str] | None = None  # cell id -> label, inline
+    truth_map: dict[str, str] = Field(default_factory=dict)  # fine -> coarse true label
+    path: str | None = None  # CSV under the workspace: cell id, label
+    label_column: str | None = None  # with a header: which column holds the label
+    answer_field: str | None = None  # or an answer field: {cell_id: label}
+    matching: Literal["hungarian", "exact", "majority"] = "hungarian"
+    thresholds: dict[str, float] = Field(min_length=1)  # accuracy, ari, nmi
+
+    @model_validator(mode="after")
+    def _check(self) -> AgreementConfig:
+        if not self.truth_obs and self.ground_truth_labels is None:
+            raise ValueError("give 'truth_obs' (a withheld obs column) or 'ground_truth_labels'")
+        if not self.path and not self.answer_field:
+            raise ValueError("give 'path' (a CSV in the workspace) or 'answer_field'")
+        unknown = set(self.thresholds) - {"accuracy", "ari", "nmi"}
+        if unknown:
+            raise ValueError(f"unknown threshold(s) {sorted(unknown)}: use accuracy, ari, nmi")
+        return self
+
+
+def read_label_csv(text: str, known: set[str], label_column: str | None) -> dict[str, str]:
+    """Cell id in the first column, label in `label_column` or the second; header optional."""
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    if not rows:
+        return {}
+    col = 1
+    if label_column is not None:
+        header = [h.strip() for h in rows[0]]
+        if label_column not in header:
+            return {}
+        col, rows = header.index(label_column), rows[1:]
+    elif rows[0][0] not in known:
+        rows = rows[1:]
+    return {r[0]: r[col].strip() for r in rows if len(r) > col}
+
+
+def best_match_accuracy(truth: list[str], pred: list[str], mode: str) -> tuple[float, dict]:
+    """Fraction of cells right after mapping predicted labels onto true ones."""
+    if mode == "exact":
+        hits = sum(t.casefold() == p.casefold() for t, p in zip(truth, pred, strict=True))
+        return hits / len(truth), {}
+    t_names, t_idx = np.unique(truth, return_inverse=True)
+    p_names, p_idx = np.unique(pred, return_inverse=True)
+    table = np.zeros((len(p_names), len(t_names)), dtype=np.int64)
+    np.add.at(table, (p_idx, t_idx), 1)
+    missing = [i for i, n in enumerate(p_names) if n == MISSING]
+    table[missing, :] = 0  # cells the agent did not label are never right
+    if mode == "majority":
+        rows, cols = np.arange(len(p_names)), table.argmax(axis=1)
+    else:
+        rows, cols = linear_sum_assignment(table, maximize=True)
+    mapping = {str(p_names[r]): str(t_names[c]) for r, c in zip(rows, cols, strict=True)
+               if p_names[r] != MISSING}
+    return float(table[rows, cols].sum()) / len(truth), mapping
+
+
+@register
+class LabelAgreement(Grader[AgreementConfig]):
+    type = "label_agreement"
+    Config = AgreementConfig
+
+    def truth_requirements(self) -> dict[str, list[str]]:
+        return {"obs": [self.config.truth_obs]} if self.config.truth_obs else {}
+
+    def _truth(self, ctx: GradeContext) -> dict[str, str]:
+        c = self.config
+        raw = (c.ground_truth_labels if c.ground_truth_labels is not None
+               else obs_labels(ctx.truth, c.truth_obs or "", self.type))
+        return {str(k): c.truth_map.get(str(v), str(v)) for k, v in raw.items() if v is not None}
+
+    def _predicted(self, answer: dict[str, Any] | None, ctx: GradeContext,
+                   known: set[str]) -> tuple[dict[str, str] | None, str]:
+        c = self.config
+        if c.path:
+            if ctx.workspace is None:
+                raise GradingError(f"{self.type} grader reads {c.path} from the agent's workspace: "
+                                   "pass workspace=")
+            file = (Path(ctx.workspace) / c.path).resolve()
+            if not file.is_relative_to(Path(ctx.workspace).resolve()) or not file.is_file():
+                return None, f"{c.path}: not written"
+            return read_label_csv(file.read_text(errors="replace"), known, c.label_column), c.path
+        value = (answer or {}).get(c.answer_field or "")
+        if not isinstance(value, dict):
+            return None, f"{c.answer_field}: missing or not a cell -> label mapping"
+        return {str(k): str(v) for k, v in value.items()}, c.answer_field or ""
+
+    def grade(self, answer: dict[str, Any] | None, ctx: GradeContext) -> GradeResult:
+        truth = self._truth(ctx)
+        if not truth:
+            raise GradingError(f"{self.type} grader: the true labels are empty")
+        pred, source = self._predicted(answer, ctx, set(truth))
+        thresholds = self.config.thresholds
+        if not pred:
+            why = source if pred is None else f"{source}: no labelled cells"
+            return GradeResult(score=0.0, passed=False, metrics={"thresholds": thresholds},
+                               reasoning=why)
+        cells = list(truth)
+        t = [truth[c] for c in cells]
+        p = [pred.get(c, MISSING) for c in cells]
+        accuracy, mapping = best_match_accuracy(t, p, self.config.matching)
+        metrics: dict[str, Any] = {
+            "accuracy": accuracy, "ari": float(adjusted_rand_score(t, p)),
+            "nmi": float(normalized_mutual_info_score(t, p)),
+            "coverage": sum(x != MISSING for x in p) / len(cells),
+            "n_true_labels": len(set(t)), "n_predicted_labels": len(set(p) - {MISSING}),
+            "thresholds": thresholds}
+        if mapping:
+            metrics["mapping"] = mapping
+        scores = {name: 1.0 if metrics[name] >= v else 0.0 for name, v in thresholds.items()}
+        ok = all(s == 1.0 for s in scores.values())
+        reason = (f"{source}: accuracy ({self.config.matching}) {accuracy:.3f}, ARI "
+                  f"{metrics['ari']:.3f}, NMI {metrics['nmi']:.3f}, coverage "
+                  f"{metrics['coverage']:.2f}; thresholds {thresholds}: {'pass' if ok else 'fail'}")
+        return GradeResult(score=accuracy, passed=ok, field_scores=scores, metrics=metrics,
+                           reasoning=reason)

@@ -1,0 +1,108 @@
+"""`python -m service --uds PATH | --host H --port N  --token-file F --workspace DIR`.
+
+The kernel is launched before the web stack is imported, so its start-up
+overlaps the service's own: cold start costs little more than a bare kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from service import procs
+from service.kernel import KernelRunner
+from service.outputs import DEFAULT_CAP
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="service", description=__doc__)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--uds", type=Path, help="serve on this Unix socket")
+    where.add_argument("--port", type=int, help="serve on TCP (with --host, default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token-file", type=Path, required=True,
+                   help="file holding the bearer token; deleted once read")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--output-cap", type=int, default=DEFAULT_CAP)
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is gone (unsandboxed runs)")
+    return p.parse_args(argv)
+
+
+def _read_token(path: Path) -> str:
+    token = path.read_text().strip()
+    path.unlink()
+    if not token:
+        sys.exit("service: the token file is empty")
+    return token
+
+
+def _watch_parent(pid: int) -> None:
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)  # kernel dies with us: the subreaper kill in shutdown is skipped,
+                # but ipykernel's own parent poller ends it
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+async def _serve(args: argparse.Namespace, token: str) -> None:
+    runner = KernelRunner(args.workspace, cap=args.output_cap)
+    await runner.start()
+    import uvicorn  # the web stack loads while the kernel boots
+
+    from service.app import create_app
+
+    app = create_app(runner, token)
+    del token
+    opts = dict(log_level="warning", access_log=False, lifespan="off", http="h11")
+    with contextlib.suppress(ImportError):
+        import httptools  # noqa: F401
+
+        opts["http"] = "httptools"
+    if args.uds:
+        config = uvicorn.Config(app, uds=str(args.uds), **opts)
+    else:
+        config = uvicorn.Config(app, host=args.host, port=args.port, **opts)
+    server = uvicorn.Server(config)
+    logging.getLogger("service").info("serving on %s", args.uds or f"{args.host}:{args.port}")
+    try:
+        await server.serve()
+    finally:
+        await runner.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = _read_token(args.token_file)
+    procs.harden_self()
+    if args.parent_pid:
+        _watch_parent(args.parent_pid)
+    args.workspace.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.workspace)
+    if args.uds:
+        os.umask(0o077)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(args, token))
+    except ImportError:
+        asyncio.run(_serve(args, token))
+
+
+if __name__ == "__main__":
+    main()

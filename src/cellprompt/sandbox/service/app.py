@@ -1,0 +1,81 @@
+"""The HTTP API of DESIGN.md over one `KernelRunner`: thin routes, auth at the edge."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel
+
+from service.files import PathRejected, confine
+from service.kernel import KernelRunner
+
+log = logging.getLogger("service.app")
+
+MAX_TIMEOUT_S = 24 * 3600
+
+
+class ExecuteRequest(BaseModel):
+    code: str
+    timeout: float = 60
+
+
+def create_app(runner: KernelRunner, token: str) -> FastAPI:
+    """The app; `token` is compared in constant time and never logged."""
+    expected = f"Bearer {token}".encode()
+
+    def authorised(request: Request) -> None:
+        got = request.headers.get("authorization", "").encode()
+        if not secrets.compare_digest(got, expected):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="cellprompt kernel service", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    auth = [Depends(authorised)]
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        return {"status": "ok", "kernel": runner.state, "busy": runner.lock.locked()}
+
+    @app.post("/execute", dependencies=auth)
+    async def execute(req: ExecuteRequest) -> dict[str, Any]:
+        timeout = min(max(req.timeout, 0.0), MAX_TIMEOUT_S)
+        return await runner.execute(req.code, timeout)
+
+    @app.post("/interrupt", dependencies=auth)
+    async def interrupt() -> dict[str, Any]:
+        await runner.interrupt()
+        return {"status": "ok"}
+
+    @app.post("/restart", dependencies=auth)
+    async def restart() -> dict[str, Any]:
+        async with runner.lock:
+            await runner.restart()
+        return {"status": "ok", "state_lost": True}
+
+    def _target(path: str) -> Path:
+        try:
+            return confine(runner.workspace, path)
+        except PathRejected:
+            raise HTTPException(status_code=400, detail="path must stay inside /workspace") from None
+
+    @app.get("/files/{path:path}", dependencies=auth)
+    async def get_file(path: str) -> Response:
+        target = _target(path)
+        if not target.is_file():
+            raise HTTPException(status_code=404, detail="no such file in /workspace")
+        return Response(content=target.read_bytes(), media_type="application/octet-stream")
+
+    @app.put("/files/{path:path}", dependencies=auth)
+    async def put_file(path: str, request: Request) -> dict[str, Any]:
+        target = _target(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = await request.body()
+        target.write_bytes(body)
+        return {"status": "ok", "bytes": len(body)}
+
+    return app

@@ -41,11 +41,16 @@ def naive_loop(world: SimWorld, budget: int, seed: int) -> list[tuple[int, float
         used += len(train)
         grade = fmean(r.score or 0.0 for r in records)
         # the conversation: the prompt, the task, the agent's code; the grade is only a number
-        transcript = "\n\n".join(f"system: {current}\nuser: {r.first_message}\nassistant:\n"
-                                 + "\n".join(c.code for c in r.code_cells) for r in records)
-        request = (f"Objective: {OBJECTIVE}\n\nPrevious prompt:\n{OPEN}\n{current}\n</prompt>\n\n"
-                   f"Conversation:\n{transcript[:NAIVE_CHARS]}\n\nGrade: {grade:.2f}\n\n"
-                   "Rewrite the prompt to get a better grade.")
+        transcript = "\n\n".join(
+            f"system: {current}\nuser: {r.first_message}\nassistant:\n"
+            + "\n".join(c.code for c in r.code_cells)
+            for r in records
+        )
+        request = (
+            f"Objective: {OBJECTIVE}\n\nPrevious prompt:\n{OPEN}\n{current}\n</prompt>\n\n"
+            f"Conversation:\n{transcript[:NAIVE_CHARS]}\n\nGrade: {grade:.2f}\n\n"
+            "Rewrite the prompt to get a better grade."
+        )
         reply = model.complete([Message(role="user", content=request)], max_tokens=NAIVE_TOKENS)
         content = reply.message.content
         current = extract_prompt(content) or content.split(OPEN, 1)[-1].strip()
@@ -53,13 +58,24 @@ def naive_loop(world: SimWorld, budget: int, seed: int) -> list[tuple[int, float
     return curve
 
 
-def strategy_curve(strategy: str, world: SimWorld, budget: int, seed: int, out: Path,
-                   replicates: int) -> list[tuple[int, float]]:
+def strategy_curve(
+    strategy: str, world: SimWorld, budget: int, seed: int, out: Path, replicates: int
+) -> list[tuple[int, float]]:
     test = world.split("test")
-    cfg = EvolveConfig(evolution_id=f"{strategy}-{seed}", objective=OBJECTIVE, seed_prompt=SEED_PROMPT,
-                       train_tasks=world.split("train"), val_tasks=world.split("val"), model="sim:agent",
-                       reflection_model="sim:reflection", strategy=strategy, budget_trials=budget,
-                       replicates=replicates, max_prompt_words=300, seed=seed)
+    cfg = EvolveConfig(
+        evolution_id=f"{strategy}-{seed}",
+        objective=OBJECTIVE,
+        seed_prompt=SEED_PROMPT,
+        train_tasks=world.split("train"),
+        val_tasks=world.split("val"),
+        model="sim:agent",
+        reflection_model="sim:reflection",
+        strategy=strategy,
+        budget_trials=budget,
+        replicates=replicates,
+        max_prompt_words=300,
+        seed=seed,
+    )
     folder = start_evolution(cfg, out)
     curve = [(0, world.quality(SEED_PROMPT, test))]
 
@@ -100,24 +116,30 @@ def main() -> None:
                 if name == "naive":
                     curves[name].append(naive_loop(world, args.budget, seed))
                 else:
-                    curves[name].append(strategy_curve(name, world, args.budget, seed, Path(tmp),
-                                                       args.replicates))
+                    curves[name].append(
+                        strategy_curve(name, world, args.budget, seed, Path(tmp), args.replicates)
+                    )
                 seconds[name] += time.perf_counter() - start
     grid = list(range(0, args.budget + 1, max(1, args.budget // 10)))
     mean_at = {n: [fmean(at(c, t) for c in curves[n]) for t in grid] for n in names}
-    print(f"true test fitness (mean of {args.seeds} seeds) against trials used; budget {args.budget}, "
-          f"replicates {args.replicates}")
+    print(
+        f"true test fitness (mean of {args.seeds} seeds) against trials used; budget {args.budget}, "
+        f"replicates {args.replicates}"
+    )
     print("trials    " + "".join(f"{n:>11}" for n in names))
     for i, t in enumerate(grid):
         print(f"{t:>6}    " + "".join(f"{mean_at[n][i]:>11.3f}" for n in names))
     target = mean_at["naive"][-1]
     print(f"\nnaive loop's final fitness: {target:.3f}")
     for name in names:
-        reach = next((t for t in range(args.budget + 1)
-                      if fmean(at(c, t) for c in curves[name]) >= target), None)
+        reach = next(
+            (t for t in range(args.budget + 1) if fmean(at(c, t) for c in curves[name]) >= target), None
+        )
         share = f"{reach / args.budget:.0%} of the budget" if reach is not None else "never"
-        print(f"{name:>10}: reaches it after {reach if reach is not None else '-'} trials ({share}); "
-              f"final {mean_at[name][-1]:.3f}; {seconds[name]:.1f} s")
+        print(
+            f"{name:>10}: reaches it after {reach if reach is not None else '-'} trials ({share}); "
+            f"final {mean_at[name][-1]:.3f}; {seconds[name]:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_browse_filter_pick_download(census: FakeCensus, tmp_path: Path) -> None
                              ("Search", "")):
         child.expect(question)
         child.sendline(answer)
-    child.expect("Human lung atlas")
+    child.expect(LUNG)
     child.expect("Number to download")
     child.sendline("1")
     child.expect("downloaded:")

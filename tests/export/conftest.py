@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from run_factory import kernel_cells, make_run
 
 from cellprompt.runs.schema import ExecutionRecord
 from cellprompt.runs.store import RunStore
+from tests.export.run_factory import kernel_cells, make_run
 
 
 @pytest.fixture(scope="session")

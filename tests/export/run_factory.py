@@ -34,7 +34,7 @@ CELLS = {
     "streams": "import sys\nprint('hello from stdout')\nprint('careful', file=sys.stderr)",
     "error": "def f():\n    return 1 / 0\nf()",
     "figure": "%matplotlib inline\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(3, 2))\n"
-              "ax.plot([1, 2, 3], [3, 1, 2])\nax.set_title('umap-ish')\nplt.show()",
+    "ax.plot([1, 2, 3], [3, 1, 2])\nax.set_title('umap-ish')\nplt.show()",
     "result": "21 * 2",
 }
 
@@ -52,10 +52,18 @@ def _execute(kc: Any, code: str) -> tuple[list[dict[str, Any]], int | None, str]
             outputs.append({"type": "stream", "name": content["name"], "text": content["text"]})
         elif kind == "error":
             status = "error"
-            outputs.append({"type": "error", "ename": content["ename"], "evalue": content["evalue"],
-                            "traceback": content["traceback"]})
+            outputs.append(
+                {
+                    "type": "error",
+                    "ename": content["ename"],
+                    "evalue": content["evalue"],
+                    "traceback": content["traceback"],
+                }
+            )
         elif kind in ("display_data", "execute_result"):
-            outputs.append({"type": kind, "data": dict(content["data"]), "metadata": content.get("metadata", {})})
+            outputs.append(
+                {"type": kind, "data": dict(content["data"]), "metadata": content.get("metadata", {})}
+            )
         elif kind == "status" and content["execution_state"] == "idle":
             break
     reply = kc.get_shell_msg(timeout=60)
@@ -69,8 +77,13 @@ def kernel_cells() -> dict[str, ExecutionRecord]:
         records = {}
         for name, code in CELLS.items():
             outputs, count, status = _execute(kc, code)
-            records[name] = ExecutionRecord(code=code, outputs=outputs, final_status=status,  # type: ignore[arg-type]
-                                            execution_count=count, duration_s=0.1)
+            records[name] = ExecutionRecord(
+                code=code,
+                outputs=outputs,
+                final_status=status,  # type: ignore[arg-type]
+                execution_count=count,
+                duration_s=0.1,
+            )
         return records
     finally:
         kc.stop_channels()
@@ -92,43 +105,105 @@ def _with_artifacts(ex: ExecutionRecord, store: RunStore, trial_id: str, number:
     return ex
 
 
-def make_trial(store: RunStore, cells: dict[str, ExecutionRecord], *, index: int, prompt_id: str, model: str,
-               task_id: str, score: float | None, status: str = "submitted", replicate: int = 0) -> TrialRecord:
+def make_trial(
+    store: RunStore,
+    cells: dict[str, ExecutionRecord],
+    *,
+    index: int,
+    prompt_id: str,
+    model: str,
+    task_id: str,
+    score: float | None,
+    status: str = "submitted",
+    replicate: int = 0,
+) -> TrialRecord:
     trial_id = f"{prompt_id}-{model.replace(':', '_')}-{task_id}-{replicate}-{index}"
-    spec = TrialSpec(trial_id=trial_id, prompt_id=prompt_id, prompt=f"You are {prompt_id}. Be careful.",
-                     task_id=task_id, task_ref=f"/nonexistent/{task_id}.yaml", model=model, replicate=replicate)
+    spec = TrialSpec(
+        trial_id=trial_id,
+        prompt_id=prompt_id,
+        prompt=f"You are {prompt_id}. Be careful.",
+        task_id=task_id,
+        task_ref=f"/nonexistent/{task_id}.yaml",
+        model=model,
+        replicate=replicate,
+    )
     turns = [
-        Turn(index=0, assistant_text="First I look at the data.\n\n**Plan:** streams, then a figure.",
-             executions=[cells["streams"], cells["error"]], usage=Usage(input_tokens=100, output_tokens=20)),
-        Turn(index=1, assistant_text="Fixed the division; here is the plot.",
-             executions=[_with_artifacts(cells["figure"], store, trial_id, 1), cells["result"]],
-             usage=Usage(input_tokens=150, output_tokens=30)),
+        Turn(
+            index=0,
+            assistant_text="First I look at the data.\n\n**Plan:** streams, then a figure.",
+            executions=[cells["streams"], cells["error"]],
+            usage=Usage(input_tokens=100, output_tokens=20),
+        ),
+        Turn(
+            index=1,
+            assistant_text="Fixed the division; here is the plot.",
+            executions=[_with_artifacts(cells["figure"], store, trial_id, 1), cells["result"]],
+            usage=Usage(input_tokens=150, output_tokens=30),
+        ),
         Turn(index=2, assistant_text="The answer is 42.", stop_reason="end_turn"),
     ]
     passed = score is not None and score >= 0.5
-    grades = [] if score is None else [GradeResult(grader="numeric_tolerance", score=score, passed=passed,
-                                                   reasoning=f"answer within tolerance: {passed}")]
+    grades = (
+        []
+        if score is None
+        else [
+            GradeResult(
+                grader="numeric_tolerance",
+                score=score,
+                passed=passed,
+                reasoning=f"answer within tolerance: {passed}",
+            )
+        ]
+    )
     start = utcnow()
-    return TrialRecord(trial_id=trial_id, spec=spec, status=status, first_message=f"Solve {task_id} on /data/x.h5ad",  # type: ignore[arg-type]
-                       turns=turns, answer={"n_clusters": 42} if score is not None else None,
-                       grades=grades, score=score, passed=passed,
-                       usage=Usage(input_tokens=250, output_tokens=50, cost_usd=0.002 + 0.001 * index),
-                       wall_s=3.0 + index, started_at=start, finished_at=start + timedelta(seconds=3))
+    return TrialRecord(
+        trial_id=trial_id,
+        spec=spec,
+        status=status,
+        first_message=f"Solve {task_id} on /data/x.h5ad",  # type: ignore[arg-type]
+        turns=turns,
+        answer={"n_clusters": 42} if score is not None else None,
+        grades=grades,
+        score=score,
+        passed=passed,
+        usage=Usage(input_tokens=250, output_tokens=50, cost_usd=0.002 + 0.001 * index),
+        wall_s=3.0 + index,
+        started_at=start,
+        finished_at=start + timedelta(seconds=3),
+    )
 
 
 def make_evaluation(record: TrialRecord, grade: float, ok: bool = True) -> Evaluation:
     if not ok:
-        return Evaluation(trial_id=record.trial_id, judge_model="openai:judge", ok=False,
-                          error="no valid verdict after 3 attempts; last: reply is not JSON")
-    sample = JudgeSample(criteria=[JudgeCriterion(name="correctness", score=grade / 10, comment="checked")],
-                         grade=grade, comments=f"Solid work, grade {grade}.")
-    return Evaluation(trial_id=record.trial_id, judge_model="openai:judge", ok=True, samples=[sample],
-                      grade_mean=grade, grade_sd=0.0, usage=Usage(cost_usd=0.0005))
+        return Evaluation(
+            trial_id=record.trial_id,
+            judge_model="openai:judge",
+            ok=False,
+            error="no valid verdict after 3 attempts; last: reply is not JSON",
+        )
+    sample = JudgeSample(
+        criteria=[JudgeCriterion(name="correctness", score=grade / 10, comment="checked")],
+        grade=grade,
+        comments=f"Solid work, grade {grade}.",
+    )
+    return Evaluation(
+        trial_id=record.trial_id,
+        judge_model="openai:judge",
+        ok=True,
+        samples=[sample],
+        grade_mean=grade,
+        grade_sd=0.0,
+        usage=Usage(cost_usd=0.0005),
+    )
 
 
-def make_run(outputs: Path, cells: dict[str, ExecutionRecord], run_id: str = "run-a",
-             scores: dict[tuple[str, str, str], list[float | None]] | None = None,
-             judge: bool = True) -> RunStore:
+def make_run(
+    outputs: Path,
+    cells: dict[str, ExecutionRecord],
+    run_id: str = "run-a",
+    scores: dict[tuple[str, str, str], list[float | None]] | None = None,
+    judge: bool = True,
+) -> RunStore:
     """A run: for each (prompt, model, task) key, one trial per listed score."""
     scores = scores or {
         ("concise", "openai:gpt-x", "t_cluster"): [1.0, 0.8, 0.6],
@@ -140,9 +215,17 @@ def make_run(outputs: Path, cells: dict[str, ExecutionRecord], run_id: str = "ru
     index = 0
     for (prompt_id, model, task_id), values in scores.items():
         for replicate, score in enumerate(values):
-            record = make_trial(store, cells, index=index, prompt_id=prompt_id, model=model, task_id=task_id,
-                                score=score, status="submitted" if score is not None else "error",
-                                replicate=replicate)
+            record = make_trial(
+                store,
+                cells,
+                index=index,
+                prompt_id=prompt_id,
+                model=model,
+                task_id=task_id,
+                score=score,
+                status="submitted" if score is not None else "error",
+                replicate=replicate,
+            )
             store.append_trial(record)
             if judge:
                 store.append_evaluation(make_evaluation(record, grade=100 * (score or 0) * 0.9 + 5))

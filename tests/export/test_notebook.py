@@ -6,12 +6,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from run_factory import make_evaluation
 
+from cellprompt.errors import UsageError
 from cellprompt.export.legacy import convert_legacy_log
 from cellprompt.export.notebook import trial_to_notebook
-from cellprompt.errors import UsageError
 from cellprompt.runs.store import RunStore
+from tests.export.run_factory import make_evaluation
 
 
 def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -64,15 +64,26 @@ LEGACY = {
         "turns": [
             {"role": "system", "content": "You are an AI assistant analysing a single-cell dataset."},
             {"role": "user", "content": "How many clusters?"},
-            {"role": "assistant", "content": "Let me load it.\n```python\nimport anndata\n```\nand count:\n"
-                                             "```python\nprint(8)\n```"},
-            {"role": "user", "content": "Code execution result:\n--- STDOUT ---\n8\n--- STDERR ---\nwarn\n"
-                                        "Saved images: fig1.png"},
+            {
+                "role": "assistant",
+                "content": "Let me load it.\n```python\nimport anndata\n```\nand count:\n"
+                "```python\nprint(8)\n```",
+            },
+            {
+                "role": "user",
+                "content": "Code execution result:\n--- STDOUT ---\n8\n--- STDERR ---\nwarn\n"
+                "Saved images: fig1.png",
+            },
             {"role": "assistant", "content": "There are 8 clusters."},
         ],
     },
-    "prompt b/2": {"context": {}, "turns": [{"role": "assistant", "content": "```python\n1/0\n```"},
-                                            {"role": "user", "content": "Code execution result:\n[status: error]"}]},
+    "prompt b/2": {
+        "context": {},
+        "turns": [
+            {"role": "assistant", "content": "```python\n1/0\n```"},
+            {"role": "user", "content": "Code execution result:\n[status: error]"},
+        ],
+    },
 }
 
 
@@ -88,8 +99,11 @@ def test_legacy_log_becomes_notebooks_beside_it(tmp_path: Path, run: RunStore) -
     code = _code_cells(nb)
     assert len(code) == 1 and code[0].source == "import anndata\nprint(8)"
     outs = code[0].outputs
-    assert [(o.output_type, o.get("name")) for o in outs] == [("stream", "stdout"), ("stream", "stderr"),
-                                                              ("display_data", None)]
+    assert [(o.output_type, o.get("name")) for o in outs] == [
+        ("stream", "stdout"),
+        ("stream", "stderr"),
+        ("display_data", None),
+    ]
     assert outs[0].text == "8\n" and base64.b64decode(outs[2].data["image/png"]) == png
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "pbmc3k.h5ad" in text and "There are 8 clusters." in text and "How many clusters?" in text

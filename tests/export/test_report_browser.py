@@ -14,8 +14,14 @@ from cellprompt.runs.store import RunStore
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,7 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def test_leaderboard_trial_code_figure_and_screenshot(browser, run: RunStore, tmp_path: Path) -> None:  # noqa: ANN001
+def test_leaderboard_trial_code_figure_and_screenshot(browser, run: RunStore, tmp_path: Path) -> None:
     report = build_report([run], tmp_path / "report.html")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     requests: list[str] = []

@@ -24,38 +24,78 @@ from cellprompt.llm import make_model
 from cellprompt.runs.schema import ExecutionRecord, RunManifest, TrialRecord, TrialSpec, Turn
 from cellprompt.runs.store import RunStore, TruncatedLineWarning
 from cellprompt.tasks.spec import Task
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.script import Call, Reply
 
 ANSI_TB = ["\x1b[31m---------\x1b[39m", "\x1b[31mZeroDivisionError\x1b[39m: division by zero"]
 
 
 def verdict(grade: float, names: list[str] | None = None) -> str:
     names = names or list(DEFAULT_CRITERIA)
-    return json.dumps({"criteria": [{"name": n, "score": 7, "comment": f"{n} ok"} for n in names],
-                       "grade": grade, "comments": f"graded {grade}"})
+    return json.dumps(
+        {
+            "criteria": [{"name": n, "score": 7, "comment": f"{n} ok"} for n in names],
+            "grade": grade,
+            "comments": f"graded {grade}",
+        }
+    )
 
 
 def judge_file(tmp_path: Path, replies: list[str], name: str = "judge.yaml") -> str:
     path = tmp_path / name
-    path.write_text(yaml.safe_dump({"tools": False, "when_exhausted": "repeat_last",
-                                    "replies": [{"text": r, "input_tokens": 10, "output_tokens": 5}
-                                                for r in replies]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "tools": False,
+                "when_exhausted": "repeat_last",
+                "replies": [{"text": r, "input_tokens": 10, "output_tokens": 5} for r in replies],
+            }
+        )
+    )
     return f"replay:{path}"
 
 
 def record(trial_id: str = "t1", model: str = "openai:gpt-4o", score: float | None = 1.0) -> TrialRecord:
-    spec = TrialSpec(trial_id=trial_id, prompt_id="p", prompt="SECRET-SYSTEM-PROMPT", task_id="task",
-                     task_ref="/nowhere/task.yaml", model=model)
+    spec = TrialSpec(
+        trial_id=trial_id,
+        prompt_id="p",
+        prompt="SECRET-SYSTEM-PROMPT",
+        task_id="task",
+        task_ref="/nowhere/task.yaml",
+        model=model,
+    )
     long_code = "x = 1\n" * 2000 + "print('the end')"
-    ex = [ExecutionRecord(code=long_code, final_status="ok",
-                          outputs=[{"type": "stream", "name": "stdout", "text": "A" * 10000 + "TAIL"}]),
-          ExecutionRecord(code="1/0", final_status="error",
-                          outputs=[{"type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero",
-                                    "traceback": ANSI_TB}])]
-    return TrialRecord(trial_id=trial_id, spec=spec, status="submitted", first_message="Count the clusters.",
-                       turns=[Turn(index=0, assistant_text="I will count.", executions=ex)],
-                       answer={"n_clusters": 8}, score=score, passed=bool(score),
-                       grades=[GradeResult(grader="numeric", score=score or 0.0, passed=bool(score),
-                                           reasoning="8 == 8")])
+    ex = [
+        ExecutionRecord(
+            code=long_code,
+            final_status="ok",
+            outputs=[{"type": "stream", "name": "stdout", "text": "A" * 10000 + "TAIL"}],
+        ),
+        ExecutionRecord(
+            code="1/0",
+            final_status="error",
+            outputs=[
+                {
+                    "type": "error",
+                    "ename": "ZeroDivisionError",
+                    "evalue": "division by zero",
+                    "traceback": ANSI_TB,
+                }
+            ],
+        ),
+    ]
+    return TrialRecord(
+        trial_id=trial_id,
+        spec=spec,
+        status="submitted",
+        first_message="Count the clusters.",
+        turns=[Turn(index=0, assistant_text="I will count.", executions=ex)],
+        answer={"n_clusters": 8},
+        score=score,
+        passed=bool(score),
+        grades=[GradeResult(grader="numeric", score=score or 0.0, passed=bool(score), reasoning="8 == 8")],
+    )
 
 
 def test_transcript_truncates_head_and_tail_and_strips_ansi() -> None:
@@ -68,8 +108,14 @@ def test_transcript_truncates_head_and_tail_and_strips_ansi() -> None:
 
 def test_judge_sees_everything_and_parses_structured_verdict(tmp_path: Path) -> None:
     model = make_model(judge_file(tmp_path, [verdict(80)]))
-    task = Task(id="task", title="t", dataset="builtin:x", objective="Count the clusters.",
-                graders=[{"type": "numeric"}], rubric="Must mention the resolution used.")
+    task = Task(
+        id="task",
+        title="t",
+        dataset="builtin:x",
+        objective="Count the clusters.",
+        graders=[{"type": "numeric"}],
+        rubric="Must mention the resolution used.",
+    )
     ev = judge_trial(record(), task, model)
     assert ev.ok and ev.grade_mean == 80 and ev.grade_sd == 0.0 and len(ev.samples) == 1
     assert {c.name for c in ev.samples[0].criteria} == set(DEFAULT_CRITERIA)
@@ -82,12 +128,18 @@ def test_judge_prompt_contents_and_hidden_system_prompt(tmp_path: Path) -> None:
     class Spy:
         spec, provider, supports_tools, supports_images = "spy:judge", "spy", False, False
 
-        def complete(self, messages, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        def complete(self, messages, **kwargs):
             seen.append([messages, kwargs])
             return make_model(judge_file(tmp_path, [verdict(50)])).complete(messages, **kwargs)
 
-    task = Task(id="task", title="t", dataset="builtin:x", objective="Count the clusters.",
-                graders=[{"type": "numeric"}], rubric="Must mention the resolution used.")
+    task = Task(
+        id="task",
+        title="t",
+        dataset="builtin:x",
+        objective="Count the clusters.",
+        graders=[{"type": "numeric"}],
+        rubric="Must mention the resolution used.",
+    )
     judge_trial(record(), task, Spy())
     system, user = seen[0][0][0].content, seen[0][0][1].content
     assert "Must mention the resolution used." in system and "overall_skill" in system
@@ -125,10 +177,12 @@ def test_samples_give_mean_and_sd(tmp_path: Path) -> None:
     class Seq:
         spec, provider, supports_tools, supports_images = "seq:judge", "seq", False, False
 
-        def complete(self, messages, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        def complete(self, messages, **kwargs):
             from cellprompt.llm.base import ChatReply, Message, Usage
 
-            return ChatReply(message=Message(role="assistant", content=next(calls)), usage=Usage(cost_usd=0.01))
+            return ChatReply(
+                message=Message(role="assistant", content=next(calls)), usage=Usage(cost_usd=0.01)
+            )
 
     ev = judge_trial(record(), None, Seq(), samples=3)
     assert ev.ok and ev.grade_mean == 80 and ev.grade_sd == pytest.approx(20.0)
@@ -171,7 +225,7 @@ def test_evaluate_run_appends_skips_and_warns(tmp_path: Path) -> None:
         spec, provider, supports_tools, supports_images = "openai:gpt-4o-mini", "openai", False, False
         inner = make_model(judge)
 
-        def complete(self, messages, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        def complete(self, messages, **kwargs):
             return self.inner.complete(messages, **kwargs)
 
     progress: list[tuple[int, int]] = []
@@ -195,3 +249,51 @@ def test_failed_judgements_are_retried_on_the_next_run(tmp_path: Path) -> None:
     assert first.failed == 1 and not store.evaluations()["t0"].ok
     second = evaluate_run(store, judge_file(tmp_path, [verdict(90)], "good.yaml"))
     assert second.judged == 1 and store.evaluations()["t0"].grade_mean == 90
+
+
+def test_judge_through_real_openai_client_and_fake_server(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    store = RunStore.create(tmp_path / "outputs", RunManifest(run_id="r3"))
+    store.append_trial(record("t0", model="anthropic:claude-x"))
+    fake_openai.push(Reply(text="Here is my verdict: great job"), Reply(text=verdict(72)))
+    summary = evaluate_run(store, "openai:gpt-4o", base_url=fake_openai.url)
+    assert summary.judged == 1 and summary.warnings == []
+    ev = store.evaluations()["t0"]
+    assert ev.ok and ev.grade_mean == 72 and ev.usage.input_tokens == 200
+    first = fake_openai.requests[0].body
+    assert first["response_format"]["json_schema"]["schema"]["required"] == ["criteria", "grade", "comments"]
+    assert "SECRET-SYSTEM-PROMPT" in json.dumps(first["messages"])
+    assert "rejected" in json.dumps(fake_openai.requests[1].body["messages"])
+
+
+def test_judge_through_real_anthropic_client_and_fake_server(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    store = RunStore.create(tmp_path / "outputs", RunManifest(run_id="r4"))
+    store.append_trial(record("t0", model="anthropic:claude-x"))
+    fake_anthropic.push(Reply(tool_calls=[Call("respond", json.loads(verdict(55)))]))
+    warned: list[str] = []
+    summary = evaluate_run(
+        store, "anthropic:claude-sonnet-4-5", base_url=fake_anthropic.url, warn=warned.append
+    )
+    assert summary.judged == 1, store.evaluations()["t0"].error
+    assert "same provider family (anthropic)" in warned[0]
+    assert store.evaluations()["t0"].grade_mean == 55
+    assert fake_anthropic.requests[0].body["tool_choice"] == {"type": "tool", "name": "respond"}
+
+
+def test_cli_evaluate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = RunStore.create(tmp_path / "outputs", RunManifest(run_id="r5"))
+    store.append_trial(record("t0", model="openai:gpt-4o"))
+    store.append_trial(record("t1", model="openai:gpt-4o"))
+    judge = judge_file(tmp_path, ["no json here"])
+    cmd = [sys.executable, "-m", "cellprompt.cli.main", "evaluate", str(store.path), "--judge-model", judge]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "judged 0, failed 2" in result.stdout and "judgement(s) failed" in result.stderr
+    missing = subprocess.run([*cmd[:4], str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert (
+        missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    )

@@ -7,6 +7,7 @@ kernel only rely on state they set up themselves.
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 import time
 
@@ -151,7 +152,7 @@ def test_concurrent_executes_are_serialised(module_sandbox: HttpSandbox) -> None
         t.join()
     spans.sort()
     assert len(spans) == 3
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_auth_is_required(module_sandbox: HttpSandbox) -> None:

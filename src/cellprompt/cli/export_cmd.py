@@ -16,16 +16,29 @@ from cellprompt.runs.store import RunStore
 
 def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: bool) -> Table:
     table = Table(title=title)
-    cols = (["run"] if several else []) + ["prompt", "model"] + (["task"] if with_task else []) + \
-        ["trials", "pass", "score (95% CI)", "judge ± sd", "cost $", "tokens", "time s"]
+    cols = (
+        (["run"] if several else [])
+        + ["prompt", "model"]
+        + (["task"] if with_task else [])
+        + ["trials", "pass", "score (95% CI)", "judge ± sd", "cost $", "tokens", "time s"]
+    )
     for col in cols:
         table.add_column(col, justify="left" if col in ("run", "prompt", "model", "task") else "right")
     for g in rows:
         judge = "–" if g.judge_mean is None else f"{g.judge_mean:.1f} ± {g.judge_sd or 0:.1f}"
-        table.add_row(*([g.run_id] if several else []), g.prompt_id, g.model, *([g.task_id or ""] if with_task else []),
-                      str(g.trials), f"{g.pass_rate:.0%}",
-                      f"{g.score_mean:.3f} ({g.score_ci_low:.3f}–{g.score_ci_high:.3f})", judge,
-                      f"{g.cost_usd:.4f}", str(g.input_tokens + g.output_tokens), f"{g.wall_s_mean:.1f}")
+        table.add_row(
+            *([g.run_id] if several else []),
+            g.prompt_id,
+            g.model,
+            *([g.task_id or ""] if with_task else []),
+            str(g.trials),
+            f"{g.pass_rate:.0%}",
+            f"{g.score_mean:.3f} ({g.score_ci_low:.3f}–{g.score_ci_high:.3f})",
+            judge,
+            f"{g.cost_usd:.4f}",
+            str(g.input_tokens + g.output_tokens),
+            f"{g.wall_s_mean:.1f}",
+        )
     return table
 
 
@@ -41,7 +54,9 @@ def _print_stats(stats: RunStats) -> None:
 
 
 def _notebooks(ref: str, trial: str | None, execute: bool, sandbox: str | None) -> None:
-    from cellprompt.export.notebook import trial_to_notebook, write_notebook
+    import nbformat
+
+    from cellprompt.export.notebook import write_run_notebooks
 
     path = Path(ref)
     if path.is_file() and path.suffix.lower() == ".json":
@@ -53,21 +68,16 @@ def _notebooks(ref: str, trial: str | None, execute: bool, sandbox: str | None) 
             out.print(f"wrote {written}", highlight=False)
         return
     store = RunStore.open(ref, get_settings().outputs_dir)
-    trials = store.trials()
-    if trial:
-        trials = [t for t in trials if t.trial_id == trial]
-        if not trials:
-            raise UsageError(f"run {store.run_id} has no trial {trial}: see trials.jsonl for the ids")
-    evaluations = store.evaluations()
-    for record in trials:
-        nb = trial_to_notebook(record, evaluations.get(record.trial_id), run_dir=store.path)
-        target = write_notebook(nb, store.path / "notebooks" / f"{record.trial_id}.ipynb")
+    if trial and trial not in {t.trial_id for t in store.trials()}:
+        raise UsageError(f"run {store.run_id} has no trial {trial}: see trials.jsonl for the ids")
+    for record, target in write_run_notebooks(store, trial):
         out.print(f"wrote {target}", highlight=False)
         if execute:
+            nb = nbformat.read(target, as_version=4)
             _reproduce(store, record, nb, sandbox or get_settings().sandbox_backend)
 
 
-def _reproduce(store: RunStore, record, nb, backend: str) -> None:  # noqa: ANN001
+def _reproduce(store: RunStore, record, nb, backend: str) -> None:
     from cellprompt.export.reproduce import reproduce, trial_mounts
     from cellprompt.sandbox import open_sandbox
 
@@ -77,12 +87,13 @@ def _reproduce(store: RunStore, record, nb, backend: str) -> None:  # noqa: ANN0
     report.notes[:0] = notes
     store.write_json(f"notebooks/{record.trial_id}.repro.json", report.model_dump())
     table = Table(title=f"reproducibility of {record.trial_id} ({report.engine})")
-    for col in ("cell", "ran", "outputs match", "error then → now"):
+    for col in ("cell", "ran", "outputs match", "figures then/now", "error then → now"):
         table.add_column(col)
     for c in report.cells:
         match = "–" if c.matched is None else ("yes" if c.matched else "[red]no[/]")
         errors = "" if c.original_error == c.rerun_error else f"{c.original_error} → {c.rerun_error}"
-        table.add_row(str(c.index + 1), "yes" if c.ran else "[red]no[/]", match, errors)
+        figures = f"{c.figures[0]}/{c.figures[1]}"
+        table.add_row(str(c.index + 1), "yes" if c.ran else "[red]no[/]", match, figures, errors)
     out.print(table)
     out.print(f"{report.ran}/{len(report.cells)} cells ran, {report.matched} matched", highlight=False)
     for note in report.notes:
@@ -105,7 +116,9 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_command(
         runs: list[str] = typer.Argument(..., help="One or more run folders or ids."),
-        output: Path | None = typer.Option(None, "-o", "--output", help="HTML file (default RUN/report.html)."),
+        output: Path | None = typer.Option(
+            None, "-o", "--output", help="HTML file (default RUN/report.html)."
+        ),
         fmt: str = typer.Option("html", "--format", "-f", help="html | table | json"),
     ) -> None:
         """The leaderboard and every trial as one self-contained HTML file, or stats as table/JSON."""

@@ -42,9 +42,6 @@ def progress_bar() -> Progress:
 
 def execute_run(store: RunStore, specs: list, parallel: int) -> RunProgress:
     """Run with a live bar; Ctrl-C keeps finished trials and says how to resume."""
-    from cellprompt.sandbox import cleanup_stale
-
-    cleanup_stale()
     with progress_bar() as bar:
         done_before = {r.trial_id for r in store.trials()}
         already = sum(1 for s in specs if s.trial_id in done_before)

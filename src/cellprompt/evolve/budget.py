@@ -67,5 +67,6 @@ def preflight(config: EvolveConfig) -> BudgetPlan:
             f"--budget {config.budget_trials} trials is too small for {MIN_PROPOSALS} proposals with "
             f"{config.strategy}: the seed needs {plan.seed}, each proposal up to {plan.per_proposal} "
             f"(tasks × {config.replicates} replicate(s)), the final measurements {plan.confirm + plan.test}; "
-            f"use --budget {plan.minimum_total} or more, or fewer tasks/replicates")
+            f"use --budget {plan.minimum_total} or more, or fewer tasks/replicates"
+        )
     return plan

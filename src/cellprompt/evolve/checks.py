@@ -29,15 +29,15 @@ def copied_spans(candidate: str, sources: list[str], min_words: int = 12) -> lis
     grams: set[tuple[str, ...]] = set()
     for source in sources:
         src = words(source)
-        grams.update(tuple(src[i:i + min_words]) for i in range(len(src) - min_words + 1))
+        grams.update(tuple(src[i : i + min_words]) for i in range(len(src) - min_words + 1))
     if not grams:
         return []
     spans: list[str] = []
     i = 0
     while i <= len(cand) - min_words:
-        if tuple(cand[i:i + min_words]) in grams:
+        if tuple(cand[i : i + min_words]) in grams:
             end = i + min_words
-            while end < len(cand) and tuple(cand[end - min_words + 1:end + 1]) in grams:
+            while end < len(cand) and tuple(cand[end - min_words + 1 : end + 1]) in grams:
                 end += 1
             spans.append(" ".join(cand[i:end]))
             i = end
@@ -55,5 +55,6 @@ def copy_flag(text: str, sources: list[str], min_words: int) -> str | None:
     spans = copied_spans(text, sources, min_words)
     if not spans:
         return None
-    return f"copied from a task text: \"{spans[0][:200]}\"" + (f" (+{len(spans) - 1} more)" if len(spans) > 1
-                                                                    else "")
+    return f'copied from a task text: "{spans[0][:200]}"' + (
+        f" (+{len(spans) - 1} more)" if len(spans) > 1 else ""
+    )

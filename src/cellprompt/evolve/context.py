@@ -53,6 +53,7 @@ class EvolveContext:
     texts: dict[str, str] = field(default_factory=dict)  # candidate id -> text
     best_id: str | None = None
     best_val: float | None = None
+    _origins: dict[str, tuple[list[str], Origin]] = field(default_factory=dict)  # id -> parents, origin
     _noise_seen: set[tuple[str, str, int]] = field(default_factory=set)
     _written: list[dict] | None = None  # lines already in evolution.jsonl (a replay writes none twice)
 
@@ -69,11 +70,13 @@ class EvolveContext:
             return False
         return self.config.max_cost_usd is None or self.spent_usd() < self.config.max_cost_usd
 
-    def measure(self, text: str, tasks: list[str], *, first_replicate: int = 0,
-                replicates: int | None = None) -> Measured:
+    def measure(
+        self, text: str, tasks: list[str], *, first_replicate: int = 0, replicates: int | None = None
+    ) -> Measured:
         self.texts[text_id(text)] = text
-        m = self.bank.measure(text, tasks, replicates or self.config.replicates,
-                              first_replicate=first_replicate)
+        m = self.bank.measure(
+            text, tasks, replicates or self.config.replicates, first_replicate=first_replicate
+        )
         for task, scores in m.task_scores.items():
             # each replicate enters the noise model once, however often it is asked for
             for b, s in zip([b for b in m.trials if b.task_ref == task], scores, strict=True):
@@ -86,19 +89,46 @@ class EvolveContext:
     def set_best(self, candidate_id: str, val: float | None) -> None:
         self.best_id, self.best_val = candidate_id, val
 
-    def log(self, text: str, *, verdict: Verdict, split: Split | None = None, measured: Measured | None = None,
-            parents: list[str] | None = None, origin: Origin = "reflection", flags: list[str] | None = None,
-            reason: str = "", reflection_usage: Usage | None = None) -> None:
+    def log(
+        self,
+        text: str,
+        *,
+        verdict: Verdict,
+        split: Split | None = None,
+        measured: Measured | None = None,
+        parents: list[str] | None = None,
+        origin: Origin | None = None,
+        flags: list[str] | None = None,
+        reason: str = "",
+        reflection_usage: Usage | None = None,
+    ) -> None:
         """Append one step to evolution.jsonl and tell the caller; a replayed step is not written twice."""
         cid = text_id(text)
         self.texts[cid] = text
+        known = self._origins.get(cid)
+        if parents or origin or known is None:
+            origin = origin or ("seed" if text == self.config.seed_prompt else "reflection")
+            known = self._origins.setdefault(cid, (parents or [], origin))
+        parents, origin = (parents or known[0]), (origin or known[1])
         scores = measured.task_scores if measured else {}
         record = CandidateRecord(
-            candidate_id=cid, text=text, parents=parents or [], origin=origin, split=split,
-            task_scores=scores, mean_score=mean_of_task_means(scores) if scores else None,
-            trials=measured.count if measured else 0, usage=measured.usage if measured else Usage(),
-            reflection_usage=reflection_usage or Usage(), verdict=verdict, flags=flags or [], reason=reason,
-            trials_used=self.bank.trials_used, best_id=self.best_id, best_val=self.best_val)
+            candidate_id=cid,
+            text=text,
+            parents=parents or [],
+            origin=origin,
+            split=split,
+            task_scores=scores,
+            mean_score=mean_of_task_means(scores) if scores else None,
+            trials=measured.count if measured else 0,
+            usage=measured.usage if measured else Usage(),
+            reflection_usage=reflection_usage or Usage(),
+            verdict=verdict,
+            flags=flags or [],
+            reason=reason,
+            trials_used=self.bank.trials_used,
+            best_id=self.best_id,
+            best_val=self.best_val,
+        )
         if self._written is None:
             self._written = [r.model_dump(exclude={"at"}) for r in self.folder.candidates()]
         line = record.model_dump(exclude={"at"})
@@ -106,28 +136,46 @@ class EvolveContext:
             self._written.append(line)
             self.folder.append_candidate(record)
         if self.on_event is not None:
-            self.on_event(EvolveEvent(kind=verdict, trials_used=self.bank.trials_used,
-                                      search_budget=self.plan.search, candidate_id=cid, best_id=self.best_id,
-                                      best_val=self.best_val, best_text=self.texts.get(self.best_id or ""),
-                                      message=reason))
+            self.on_event(
+                EvolveEvent(
+                    kind=verdict,
+                    trials_used=self.bank.trials_used,
+                    search_budget=self.plan.search,
+                    candidate_id=cid,
+                    best_id=self.best_id,
+                    best_val=self.best_val,
+                    best_text=self.texts.get(self.best_id or ""),
+                    message=reason,
+                )
+            )
 
     def evidence(self, measured: Measured) -> list[str]:
         """The worst trials first (they say what to fix), and the best one (what already works)."""
-        scored = sorted(measured.trials, key=lambda b: trial_score(b.record, b.evaluation,
-                                                                   self.bank.judge_weight))
+        scored = sorted(
+            measured.trials, key=lambda b: trial_score(b.record, b.evaluation, self.bank.judge_weight)
+        )
         chosen = scored[:EVIDENCE_TRIALS]
         if scored and scored[-1] not in chosen:
             chosen.append(scored[-1])
-        return [render_trial(b.record, b.evaluation, trial_score(b.record, b.evaluation, self.bank.judge_weight))
-                for b in chosen]
+        return [
+            render_trial(b.record, b.evaluation, trial_score(b.record, b.evaluation, self.bank.judge_weight))
+            for b in chosen
+        ]
 
 
 def describe_change(old: str, new: str, limit: int = 400) -> str:
     """A one-line account of a rejected rewrite, so the next reflection does not repeat it."""
-    added = [ln[1:].strip() for ln in difflib.ndiff(old.splitlines(), new.splitlines())
-             if ln.startswith("+ ") and ln[1:].strip()]
-    removed = [ln[1:].strip() for ln in difflib.ndiff(old.splitlines(), new.splitlines())
-               if ln.startswith("- ") and ln[1:].strip()]
+    added = [
+        ln[1:].strip()
+        for ln in difflib.ndiff(old.splitlines(), new.splitlines())
+        if ln.startswith("+ ") and ln[1:].strip()
+    ]
+    removed = [
+        ln[1:].strip()
+        for ln in difflib.ndiff(old.splitlines(), new.splitlines())
+        if ln.startswith("- ") and ln[1:].strip()
+    ]
     text = ("added: " + " | ".join(added) if added else "") + (
-        ("; removed: " + " | ".join(removed)) if removed else "")
+        ("; removed: " + " | ".join(removed)) if removed else ""
+    )
     return (text or "reworded only")[:limit]

@@ -28,8 +28,9 @@ Judge = Callable[[TrialRecord], Evaluation]
 class Evaluator(Protocol):
     """Runs a prompt on tasks; the only door from a strategy to agents."""
 
-    def evaluate(self, prompt: str, task_refs: list[str], replicates: int, *,
-                 first_replicate: int = 0) -> list[TrialRecord]:
+    def evaluate(
+        self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
+    ) -> list[TrialRecord]:
         """One record per (task, replicate), task-major, replicates `first_replicate`…+`replicates`-1."""
         ...
 
@@ -59,14 +60,21 @@ class TrialBank:
     session: a replayed path counts its trials again, exactly as it first did.
     """
 
-    def __init__(self, evaluator: Evaluator, folder: EvolutionFolder, *, judge: Judge | None = None,
-                 judge_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        folder: EvolutionFolder,
+        *,
+        judge: Judge | None = None,
+        judge_weight: float = 0.0,
+    ) -> None:
         self.evaluator = evaluator
         self.folder = folder
         self.judge = judge
         self.judge_weight = judge_weight if judge is not None else 0.0
         self._bank: dict[tuple[str, str, int], BankedTrial] = {
-            (b.prompt_id, b.task_ref, b.replicate): b for b in folder.trials()}
+            (b.prompt_id, b.task_ref, b.replicate): b for b in folder.trials()
+        }
         self._used: set[tuple[str, str, int]] = set()
         self._texts: dict[str, list[str]] = {}
 
@@ -92,26 +100,39 @@ class TrialBank:
             self._texts[task_ref] = self.evaluator.task_texts(task_ref)
         return self._texts[task_ref]
 
-    def measure(self, prompt: str, task_refs: list[str], replicates: int, *,
-                first_replicate: int = 0) -> Measured:
+    def measure(
+        self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
+    ) -> Measured:
         pid = text_id(prompt)
-        wanted = [(pid, t, r) for t in task_refs for r in range(first_replicate, first_replicate + replicates)]
-        missing_tasks = [t for t in task_refs
-                         if any((pid, t, r) not in self._bank
-                                for r in range(first_replicate, first_replicate + replicates))]
+        wanted = [
+            (pid, t, r) for t in task_refs for r in range(first_replicate, first_replicate + replicates)
+        ]
+        missing_tasks = [
+            t
+            for t in task_refs
+            if any(
+                (pid, t, r) not in self._bank for r in range(first_replicate, first_replicate + replicates)
+            )
+        ]
         if missing_tasks:
-            records = self.evaluator.evaluate(prompt, missing_tasks, replicates, first_replicate=first_replicate)
+            records = self.evaluator.evaluate(
+                prompt, missing_tasks, replicates, first_replicate=first_replicate
+            )
             expected = len(missing_tasks) * replicates
             if len(records) != expected:
                 raise RuntimeError(f"evaluator returned {len(records)} records for {expected} trials")
-            keys = [(pid, t, r) for t in missing_tasks
-                    for r in range(first_replicate, first_replicate + replicates)]
+            keys = [
+                (pid, t, r)
+                for t in missing_tasks
+                for r in range(first_replicate, first_replicate + replicates)
+            ]
             for key, record in zip(keys, records, strict=True):
                 if key in self._bank:
                     continue
                 evaluation = self.judge(record) if self.judge is not None else None
-                banked = BankedTrial(prompt_id=pid, task_ref=key[1], replicate=key[2], record=record,
-                                     evaluation=evaluation)
+                banked = BankedTrial(
+                    prompt_id=pid, task_ref=key[1], replicate=key[2], record=record, evaluation=evaluation
+                )
                 self.folder.append_trial(banked)
                 self._bank[key] = banked
         trials = [self._bank[k] for k in wanted]
@@ -142,17 +163,33 @@ class RecordingChatModel:
             total = total + reply.usage
         return total
 
-    def complete(self, messages: list[Message], *, tools: list[ToolSpec] | None = None,
-                 max_tokens: int | None = None, temperature: float | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ChatReply:
-        payload = {"model": self.spec, "messages": [m.model_dump(mode="json") for m in messages],
-                   "tools": [t.model_dump(mode="json") for t in tools or []], "max_tokens": max_tokens,
-                   "temperature": temperature, "schema": response_schema}
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
+        payload = {
+            "model": self.spec,
+            "messages": [m.model_dump(mode="json") for m in messages],
+            "tools": [t.model_dump(mode="json") for t in tools or []],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "schema": response_schema,
+        }
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         if key in self._cache:
             return self._cache[key]
-        reply = self.inner.complete(messages, tools=tools, max_tokens=max_tokens, temperature=temperature,
-                                    response_schema=response_schema)
+        reply = self.inner.complete(
+            messages,
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_schema=response_schema,
+        )
         self.folder.append_reply(CachedReply(key=key, reply=reply))
         self._cache[key] = reply
         return reply

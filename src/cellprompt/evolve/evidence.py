@@ -58,18 +58,25 @@ def _output_text(outputs: list[dict]) -> str:
 
 def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: float) -> str:
     """A trial as plain text for the reflection prompt; long parts are clipped, never the verdicts."""
-    lines = [f"### Task {record.spec.task_id} (replicate {record.spec.replicate}): score {score:.2f}, "
-             f"status {record.status}" + (f" ({record.limit})" if record.limit else "")]
+    lines = [
+        f"### Task {record.spec.task_id} (replicate {record.spec.replicate}): score {score:.2f}, "
+        f"status {record.status}" + (f" ({record.limit})" if record.limit else "")
+    ]
     if record.first_message:
-        lines += ["Objective the agent received:", _clip_middle(record.first_message.strip(), OBJECTIVE_CHARS)]
+        lines += [
+            "Objective the agent received:",
+            _clip_middle(record.first_message.strip(), OBJECTIVE_CHARS),
+        ]
     if record.error:
         lines.append(f"Trial error: {_tail(record.error, OUTPUT_TAIL)}")
     failed = [g for g in record.grades if not g.passed]
     passed = [g for g in record.grades if g.passed]
     if failed:
         lines.append("Failed graders:")
-        lines += [f"- {g.grader or 'grader'} (score {g.score:.2f}): {g.reasoning.strip() or 'no reasoning'}"
-                  for g in failed]
+        lines += [
+            f"- {g.grader or 'grader'} (score {g.score:.2f}): {g.reasoning.strip() or 'no reasoning'}"
+            for g in failed
+        ]
     if passed:
         lines.append("Passed graders: " + ", ".join(g.grader or "grader" for g in passed))
     if evaluation is not None and evaluation.ok:

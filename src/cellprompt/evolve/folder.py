@@ -86,11 +86,15 @@ def _read(path: Path, model: type[M]) -> Iterator[M]:
             yield model.model_validate_json(line)
         except ValidationError as exc:
             if number == len(lines) and not line.endswith("\n"):
-                warnings.warn(f"{path}: line {number} is truncated (a crash mid-write); skipped",
-                              TruncatedLineWarning, stacklevel=2)
+                warnings.warn(
+                    f"{path}: line {number} is truncated (a crash mid-write); skipped",
+                    TruncatedLineWarning,
+                    stacklevel=2,
+                )
                 continue
-            raise EvolveError(f"{path}: line {number} is not valid ({exc.errors()[0]['msg']}); "
-                              "fix or remove that line") from exc
+            raise EvolveError(
+                f"{path}: line {number} is not valid ({exc.errors()[0]['msg']}); fix or remove that line"
+            ) from exc
 
 
 class EvolutionFolder:
@@ -101,8 +105,9 @@ class EvolutionFolder:
     def create(cls, outputs_dir: Path, config: EvolveConfig) -> EvolutionFolder:
         folder = cls(outputs_dir / config.evolution_id)
         if folder.config_path.exists():
-            raise EvolveError(f"evolution folder {folder.path} already exists; use --resume "
-                              f"{config.evolution_id}")
+            raise EvolveError(
+                f"evolution folder {folder.path} already exists; use --resume {config.evolution_id}"
+            )
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.config_path.write_text(config.model_dump_json(indent=2), encoding="utf-8")
         return folder
@@ -114,8 +119,10 @@ class EvolutionFolder:
             path = outputs_dir / str(ref)
         folder = cls(path)
         if not folder.config_path.exists():
-            raise EvolveError(f"{ref} is not an evolution folder (no evolve.json): pass the id printed "
-                              "when the evolution started, or its folder")
+            raise EvolveError(
+                f"{ref} is not an evolution folder (no evolve.json): pass the id printed "
+                "when the evolution started, or its folder"
+            )
         return folder
 
     @property
@@ -198,4 +205,3 @@ def default_max_words(seed_prompt: str) -> int:
     from cellprompt.evolve.checks import word_count
 
     return max(400, 3 * word_count(seed_prompt))
-

@@ -62,9 +62,18 @@ def _truncated(reply: ChatReply) -> bool:
 class Reflector:
     """Builds the reflection request, calls the model, and enforces the candidate checks."""
 
-    def __init__(self, model: ChatModel, *, objective: str, max_words: int, copy_words: int,
-                 forbidden: Callable[[], list[str]], max_tokens: int = 16000, temperature: float | None = None,
-                 retries: int = 2) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        objective: str,
+        max_words: int,
+        copy_words: int,
+        forbidden: Callable[[], list[str]],
+        max_tokens: int = 16000,
+        temperature: float | None = None,
+        retries: int = 2,
+    ) -> None:
         self.model = model
         self.objective = objective
         self.max_words = max_words
@@ -74,27 +83,41 @@ class Reflector:
         self.temperature = temperature
         self.retries = retries
 
-    def request(self, current: str, evidence: list[str], *, failed_attempts: Sequence[str] = (),
-                section: str | None = None, whole_prompt: str | None = None, word_budget: int | None = None
-                ) -> list[Message]:
+    def request(
+        self,
+        current: str,
+        evidence: list[str],
+        *,
+        failed_attempts: Sequence[str] = (),
+        section: str | None = None,
+        whole_prompt: str | None = None,
+        word_budget: int | None = None,
+    ) -> list[Message]:
         budget = word_budget if word_budget is not None else self.max_words
         parts = [f"# Goal of the prompt\n{self.objective.strip()}"]
         if section is not None and whole_prompt is not None:
-            parts.append(f"# The whole prompt, for context\n<context>\n{whole_prompt}\n</context>\n\n"
-                         f"You rewrite only its section \"{section}\", shown next. Keep its heading line.")
-        parts.append(f"# Current {'section' if section else 'prompt'} ({word_count(current)} words)\n"
-                     f"{OPEN}\n{current}\n{CLOSE}")
+            parts.append(
+                f"# The whole prompt, for context\n<context>\n{whole_prompt}\n</context>\n\n"
+                f'You rewrite only its section "{section}", shown next. Keep its heading line.'
+            )
+        parts.append(
+            f"# Current {'section' if section else 'prompt'} ({word_count(current)} words)\n"
+            f"{OPEN}\n{current}\n{CLOSE}"
+        )
         parts.append("# Evidence: trials run with the current prompt\n" + "\n\n".join(evidence))
         if failed_attempts:
-            parts.append("# Earlier rewrites that did not beat it (do not repeat them)\n"
-                         + "\n".join(f"- {a}" for a in failed_attempts))
+            parts.append(
+                "# Earlier rewrites that did not beat it (do not repeat them)\n"
+                + "\n".join(f"- {a}" for a in failed_attempts)
+            )
         parts.append(
             "# What to return\n"
             "First say in a few sentences what general practice each failure calls for. Keep what works, "
             "add or sharpen what the evidence asks for, drop what does not help. At most "
             f"{budget} words. Do not copy sentences from the task objectives or the evidence: write rules "
             "that transfer to other datasets and tasks. Then return the complete new "
-            f"{'section' if section else 'prompt'} in this form:\n{OPEN}\n(the new text)\n{CLOSE}")
+            f"{'section' if section else 'prompt'} in this form:\n{OPEN}\n(the new text)\n{CLOSE}"
+        )
         return [Message(role="system", content=SYSTEM), Message(role="user", content="\n\n".join(parts))]
 
     def _call(self, messages: list[Message], usage: list[Usage]) -> str | None:
@@ -107,18 +130,34 @@ class Reflector:
             if not _truncated(reply) and text is not None:
                 return text
             if not _truncated(reply):
-                messages = [*messages, reply.message, Message(
-                    role="user", content=f"Return the new text between {OPEN} and {CLOSE}.")]
+                messages = [
+                    *messages,
+                    reply.message,
+                    Message(role="user", content=f"Return the new text between {OPEN} and {CLOSE}."),
+                ]
             else:
                 max_tokens = min(MAX_TOKENS_CAP, max_tokens * 2)
         return None
 
-    def propose(self, current: str, evidence: list[str], *, failed_attempts: Sequence[str] = (),
-                section: str | None = None, whole_prompt: str | None = None,
-                word_budget: int | None = None) -> Proposal:
+    def propose(
+        self,
+        current: str,
+        evidence: list[str],
+        *,
+        failed_attempts: Sequence[str] = (),
+        section: str | None = None,
+        whole_prompt: str | None = None,
+        word_budget: int | None = None,
+    ) -> Proposal:
         budget = word_budget if word_budget is not None else self.max_words
-        messages = self.request(current, evidence, failed_attempts=failed_attempts, section=section,
-                                whole_prompt=whole_prompt, word_budget=budget)
+        messages = self.request(
+            current,
+            evidence,
+            failed_attempts=failed_attempts,
+            section=section,
+            whole_prompt=whole_prompt,
+            word_budget=budget,
+        )
         usage: list[Usage] = []
         flags: list[str] = []
         attempts = 0
@@ -129,11 +168,21 @@ class Reflector:
             if text is None:
                 flags = ["truncated: the reply was cut off even with more output tokens"]
                 break
-            flags = [f for f in (length_flag(text, budget),
-                                 copy_flag(text, self.forbidden(), self.copy_words)) if f]
+            flags = [
+                f
+                for f in (length_flag(text, budget), copy_flag(text, self.forbidden(), self.copy_words))
+                if f
+            ]
             if not flags:
                 return Proposal(text=text, usage=sum(usage, Usage()), attempts=attempts)
-            messages = [*messages, Message(role="assistant", content=f"{OPEN}\n{text}\n{CLOSE}"),
-                        Message(role="user", content="This text cannot be used: " + "; ".join(flags)
-                                + f". Fix that and return the whole text again between {OPEN} and {CLOSE}.")]
+            messages = [
+                *messages,
+                Message(role="assistant", content=f"{OPEN}\n{text}\n{CLOSE}"),
+                Message(
+                    role="user",
+                    content="This text cannot be used: "
+                    + "; ".join(flags)
+                    + f". Fix that and return the whole text again between {OPEN} and {CLOSE}.",
+                ),
+            ]
         return Proposal(text=None, rejected=text, flags=flags, usage=sum(usage, Usage()), attempts=attempts)

@@ -47,10 +47,13 @@ def prompt_diff_html(seed: str, best: str) -> str:
     """A side-by-side diff table; identical prompts say so instead of an empty table."""
     if seed == best:
         return "<p>The best prompt is the seed prompt: no candidate beat it by more than the noise.</p>"
-    table = difflib.HtmlDiff(wrapcolumn=80).make_table(seed.splitlines(), best.splitlines(),
-                                                       fromdesc="seed", todesc="best")
-    style = ("<style>.diff td{font-family:monospace;font-size:12px;vertical-align:top}"
-             ".diff_add{background:#e6ffec}.diff_sub{background:#ffebe9}.diff_chg{background:#fff5b1}</style>")
+    table = difflib.HtmlDiff(wrapcolumn=80).make_table(
+        seed.splitlines(), best.splitlines(), fromdesc="seed", todesc="best"
+    )
+    style = (
+        "<style>.diff td{font-family:monospace;font-size:12px;vertical-align:top}"
+        ".diff_add{background:#e6ffec}.diff_sub{background:#ffebe9}.diff_chg{background:#fff5b1}</style>"
+    )
     return style + table
 
 
@@ -60,9 +63,11 @@ def html_section(folder: EvolutionFolder) -> tuple[str, str]:
     best_path = folder.path / "best_prompt.txt"
     best = best_path.read_text(encoding="utf-8") if best_path.exists() else cfg.seed_prompt
     png = base64.b64encode(_figure_png(folder.progress())).decode()
-    parts = [f"<p>Strategy <b>{html.escape(cfg.strategy)}</b>, budget {cfg.budget_trials} trials, "
-             f"{cfg.replicates} replicate(s); selection on {len(cfg.validation_tasks)} validation task(s).</p>",
-             f'<img alt="best validation score against trials used" src="data:image/png;base64,{png}">']
+    parts = [
+        f"<p>Strategy <b>{html.escape(cfg.strategy)}</b>, budget {cfg.budget_trials} trials, "
+        f"{cfg.replicates} replicate(s); selection on {len(cfg.validation_tasks)} validation task(s).</p>",
+        f'<img alt="best validation score against trials used" src="data:image/png;base64,{png}">',
+    ]
     test_path = folder.path / "test_comparison.json"
     if test_path.exists():
         from cellprompt.evolve.schema import TestComparison
@@ -70,12 +75,16 @@ def html_section(folder: EvolutionFolder) -> tuple[str, str]:
         test = TestComparison.model_validate_json(test_path.read_text(encoding="utf-8"))
         rows = "".join(
             f"<tr><td>{html.escape(t)}</td><td>{_mean(test.seed.task_scores[t])}</td>"
-            f"<td>{_mean(test.best.task_scores[t])}</td></tr>" for t in test.tasks)
+            f"<td>{_mean(test.best.task_scores[t])}</td></tr>"
+            for t in test.tasks
+        )
         se = f" ± {test.delta_se:.3f}" if test.delta_se is not None else ""
         delta = f"{test.delta:+.3f}{se}" if test.delta is not None else "n/a"
-        parts.append(f"<h4>Held-out test tasks</h4><table><tr><th>task</th><th>seed</th><th>best</th></tr>{rows}"
-                     f"<tr><td><b>mean</b></td><td><b>{_fmt(test.seed.mean)}</b></td>"
-                     f"<td><b>{_fmt(test.best.mean)}</b></td></tr></table><p>best − seed: {delta}</p>")
+        parts.append(
+            f"<h4>Held-out test tasks</h4><table><tr><th>task</th><th>seed</th><th>best</th></tr>{rows}"
+            f"<tr><td><b>mean</b></td><td><b>{_fmt(test.seed.mean)}</b></td>"
+            f"<td><b>{_fmt(test.best.mean)}</b></td></tr></table><p>best − seed: {delta}</p>"
+        )
     parts.append("<h4>Seed prompt vs best prompt</h4>" + prompt_diff_html(cfg.seed_prompt, best))
     return "Prompt evolution", "\n".join(parts)
 

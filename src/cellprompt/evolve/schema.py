@@ -47,6 +47,7 @@ class EvolveConfig(BaseModel):
     reflection_max_tokens: int = Field(default=16000, ge=256)
     seed: int = 0
     base_url: str | None = None
+    sandbox_backend: str = "auto"
     parallel: int = Field(default=1, ge=1)
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -40,71 +40,134 @@ class Rule:
 
 
 USEFUL_RULES: tuple[Rule, ...] = (
-    Rule("qc_mito", "filter cells by mitochondrial fraction",
-         "- Filter cells by mitochondrial fraction before anything else (drop cells with a high share of MT- reads).",
-         "low-quality cells with a high share of mitochondrial reads were kept"),
-    Rule("qc_genes", "remove cells with few detected genes",
-         "- Remove cells with few detected genes and genes seen in almost no cells.",
-         "near-empty droplets with a handful of detected genes stayed in the data"),
-    Rule("doublets", "check for doublets before clustering",
-         "- Check for doublets before clustering (scrublet or marker co-expression).",
-         "a cluster co-expressing markers of two lineages was reported as a cell type"),
-    Rule("normalize", "normalize library size then log transform",
-         "- Normalize library size then log transform; never cluster raw counts.",
-         "clustering ran on raw counts, so library size drove the structure"),
-    Rule("raw_layer", "keep raw counts in a separate layer",
-         "- Keep raw counts in a separate layer before transforming; differential tests need them.",
-         "the differential test ran on log-normalised values that had been scaled"),
-    Rule("hvg", "use highly variable genes before PCA",
-         "- Use highly variable genes before PCA (about 2000).",
-         "PCA was computed on all genes and was dominated by noise"),
-    Rule("batch", "correct batch effects when samples differ",
-         "- Correct batch effects when samples differ (check obs for a batch or sample column first).",
-         "clusters split by sample of origin instead of by biology"),
-    Rule("neighbors", "choose the number of PCs from the variance",
-         "- Choose the number of PCs from the variance explained, not a fixed default.",
-         "too few principal components merged distinct populations"),
-    Rule("markers", "validate clusters with known marker genes",
-         "- Validate clusters with known marker genes before naming cell types.",
-         "cell types were named from cluster numbers without marker evidence"),
-    Rule("de_test", "use a rank test with multiple testing correction",
-         "- For differential expression use a rank test with multiple testing correction and report adjusted p-values.",
-         "unadjusted p-values were reported as significant genes"),
-    Rule("answer", "write the answer in exactly the requested format",
-         "- Write the answer in exactly the requested format and field names, then re-read it.",
-         "the answer file used different field names than the ones requested"),
-    Rule("verify", "print intermediate shapes and sanity checks",
-         "- Print intermediate shapes and sanity checks after every step.",
-         "a filtering step silently removed every cell of one type and nobody noticed"),
+    Rule(
+        "qc_mito",
+        "filter cells by mitochondrial fraction",
+        "- Filter cells by mitochondrial fraction before anything else "
+        "(drop cells with a high share of MT- reads).",
+        "low-quality cells with a high share of mitochondrial reads were kept",
+    ),
+    Rule(
+        "qc_genes",
+        "remove cells with few detected genes",
+        "- Remove cells with few detected genes and genes seen in almost no cells.",
+        "near-empty droplets with a handful of detected genes stayed in the data",
+    ),
+    Rule(
+        "doublets",
+        "check for doublets before clustering",
+        "- Check for doublets before clustering (scrublet or marker co-expression).",
+        "a cluster co-expressing markers of two lineages was reported as a cell type",
+    ),
+    Rule(
+        "normalize",
+        "normalize library size then log transform",
+        "- Normalize library size then log transform; never cluster raw counts.",
+        "clustering ran on raw counts, so library size drove the structure",
+    ),
+    Rule(
+        "raw_layer",
+        "keep raw counts in a separate layer",
+        "- Keep raw counts in a separate layer before transforming; differential tests need them.",
+        "the differential test ran on log-normalised values that had been scaled",
+    ),
+    Rule(
+        "hvg",
+        "use highly variable genes before PCA",
+        "- Use highly variable genes before PCA (about 2000).",
+        "PCA was computed on all genes and was dominated by noise",
+    ),
+    Rule(
+        "batch",
+        "correct batch effects when samples differ",
+        "- Correct batch effects when samples differ (check obs for a batch or sample column first).",
+        "clusters split by sample of origin instead of by biology",
+    ),
+    Rule(
+        "neighbors",
+        "choose the number of PCs from the variance",
+        "- Choose the number of PCs from the variance explained, not a fixed default.",
+        "too few principal components merged distinct populations",
+    ),
+    Rule(
+        "markers",
+        "validate clusters with known marker genes",
+        "- Validate clusters with known marker genes before naming cell types.",
+        "cell types were named from cluster numbers without marker evidence",
+    ),
+    Rule(
+        "de_test",
+        "use a rank test with multiple testing correction",
+        "- For differential expression use a rank test with multiple testing correction "
+        "and report adjusted p-values.",
+        "unadjusted p-values were reported as significant genes",
+    ),
+    Rule(
+        "answer",
+        "write the answer in exactly the requested format",
+        "- Write the answer in exactly the requested format and field names, then re-read it.",
+        "the answer file used different field names than the ones requested",
+    ),
+    Rule(
+        "verify",
+        "print intermediate shapes and sanity checks",
+        "- Print intermediate shapes and sanity checks after every step.",
+        "a filtering step silently removed every cell of one type and nobody noticed",
+    ),
 )
 
 DECOY_RULES: tuple[Rule, ...] = (
-    Rule("decoy_res", "use leiden resolution 0.8 to get eight clusters",
-         "- Use Leiden resolution 0.8 to get eight clusters.",
-         "expected eight clusters on this dataset"),
-    Rule("decoy_gene", "report CD79A as the top B cell marker",
-         "- Report CD79A as the top B cell marker.",
-         "the expected top marker on this dataset was CD79A"),
-    Rule("decoy_cut", "cut cells above 2500 genes exactly",
-         "- Cut cells above 2500 genes exactly.",
-         "the expected gene-count threshold on this dataset was 2500"),
-    Rule("decoy_n", "expect 2638 cells after filtering",
-         "- Expect 2638 cells after filtering.",
-         "the expected number of cells after filtering on this dataset was 2638"),
+    Rule(
+        "decoy_res",
+        "use leiden resolution 0.8 to get eight clusters",
+        "- Use Leiden resolution 0.8 to get eight clusters.",
+        "expected eight clusters on this dataset",
+    ),
+    Rule(
+        "decoy_gene",
+        "report CD79A as the top B cell marker",
+        "- Report CD79A as the top B cell marker.",
+        "the expected top marker on this dataset was CD79A",
+    ),
+    Rule(
+        "decoy_cut",
+        "cut cells above 2500 genes exactly",
+        "- Cut cells above 2500 genes exactly.",
+        "the expected gene-count threshold on this dataset was 2500",
+    ),
+    Rule(
+        "decoy_n",
+        "expect 2638 cells after filtering",
+        "- Expect 2638 cells after filtering.",
+        "the expected number of cells after filtering on this dataset was 2638",
+    ),
 )
 
-IRRELEVANT: tuple[str, ...] = tuple(f"- {t}" for t in (
-    "Prefer UMAP with min_dist 0.3 for visualisation.", "Save intermediate AnnData objects to /workspace.",
-    "Use a colour-blind friendly palette in figures.", "Set the random seed to 0 for reproducibility.",
-    "Use sparse matrices whenever possible to save memory.", "Label every axis of every figure.",
-    "Prefer tSNE perplexity 30 when tSNE is needed.", "Write helper functions for repeated code.",
-    "Report runtimes of long steps.", "Use pandas for tabular summaries.",
-    "Prefer dotplots over violin plots for markers.", "Keep the notebook tidy with one step per cell.",
-    "Log the package versions used.", "Use float32 to reduce memory use.",
-    "Store cluster colours in uns.", "Sort genes alphabetically in tables.",
-    "Show the first five rows of every table you build.", "Round reported numbers to three decimals.",
-    "Use descriptive variable names.", "Avoid printing whole matrices.",
-))
+IRRELEVANT: tuple[str, ...] = tuple(
+    f"- {t}"
+    for t in (
+        "Prefer UMAP with min_dist 0.3 for visualisation.",
+        "Save intermediate AnnData objects to /workspace.",
+        "Use a colour-blind friendly palette in figures.",
+        "Set the random seed to 0 for reproducibility.",
+        "Use sparse matrices whenever possible to save memory.",
+        "Label every axis of every figure.",
+        "Prefer tSNE perplexity 30 when tSNE is needed.",
+        "Write helper functions for repeated code.",
+        "Report runtimes of long steps.",
+        "Use pandas for tabular summaries.",
+        "Prefer dotplots over violin plots for markers.",
+        "Keep the notebook tidy with one step per cell.",
+        "Log the package versions used.",
+        "Use float32 to reduce memory use.",
+        "Store cluster colours in uns.",
+        "Sort genes alphabetically in tables.",
+        "Show the first five rows of every table you build.",
+        "Round reported numbers to three decimals.",
+        "Use descriptive variable names.",
+        "Avoid printing whole matrices.",
+    )
+)
 
 # plausible advice that breaks what a useful rule fixes: rule ids it cancels
 HARMFUL: dict[str, tuple[str, ...]] = {
@@ -133,15 +196,18 @@ SEED_PROMPT = """You are a bioinformatics assistant. Analyse the single-cell dat
 - Write the answer in exactly the requested format and field names, then re-read it.
 """
 
-_OBJECTIVE_WORDS = ("peripheral blood mononuclear cells from a healthy donor were profiled with droplet "
-                    "sequencing and the study asks which populations are present and how they differ in "
-                    "expression across the conditions sampled in the experiment").split()
+_OBJECTIVE_TEXT = (
+    "peripheral blood mononuclear cells from a healthy donor were profiled with droplet sequencing and the "
+    "study asks which populations are present and how they differ in expression across the conditions "
+    "sampled in the experiment"
+)
+_OBJECTIVE_WORDS = _OBJECTIVE_TEXT.split()
 
 
 def _has(prompt_words: list[str], phrase: str) -> bool:
     target = words(phrase)
     n = len(target)
-    return any(prompt_words[i:i + n] == target for i in range(len(prompt_words) - n + 1))
+    return any(prompt_words[i : i + n] == target for i in range(len(prompt_words) - n + 1))
 
 
 @dataclass(frozen=True)
@@ -175,8 +241,11 @@ class SimWorld:
                 needs = tuple(sorted(rng.sample(rule_ids, rng.randint(3, 5))))
                 dec = (decoys[i % len(decoys)],) if split == "train" else ()
                 start = rng.randint(0, len(_OBJECTIVE_WORDS) - 20)
-                objective = (f"Task {split}-{i}: " + " ".join(_OBJECTIVE_WORDS[start:start + 20])
-                             + f". Report the result for question {i}.")
+                objective = (
+                    f"Task {split}-{i}: "
+                    + " ".join(_OBJECTIVE_WORDS[start : start + 20])
+                    + f". Report the result for question {i}."
+                )
                 ref = f"sim:{split}-{i}"
                 self.tasks[ref] = SimTask(ref=ref, needs=needs, decoys=dec, objective=objective)
 
@@ -193,8 +262,11 @@ class SimWorld:
         factor = self._dilute(prompt)
         rules = {r.id: r for r in (*USEFUL_RULES, *DECOY_RULES)}
         cancelled = {rid for line, ids in HARMFUL.items() if _has(pw, line[2:]) for rid in ids}
-        return {rid: (self.p_hit if _has(pw, rules[rid].phrase) and rid not in cancelled else self.p_miss)
-                * factor for rid in (*task.needs, *task.decoys)}
+        return {
+            rid: (self.p_hit if _has(pw, rules[rid].phrase) and rid not in cancelled else self.p_miss)
+            * factor
+            for rid in (*task.needs, *task.decoys)
+        }
 
     def quality(self, prompt: str, task_refs: list[str]) -> float:
         """The expected trial score: the truth a strategy can only estimate."""
@@ -218,8 +290,9 @@ class SimEvaluator:
     def task_texts(self, task_ref: str) -> list[str]:
         return [self.world.tasks[task_ref].objective]
 
-    def evaluate(self, prompt: str, task_refs: list[str], replicates: int, *,
-                 first_replicate: int = 0) -> list[TrialRecord]:
+    def evaluate(
+        self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
+    ) -> list[TrialRecord]:
         rules = {r.id: r for r in (*USEFUL_RULES, *DECOY_RULES)}
         out: list[TrialRecord] = []
         pid = hashlib.sha256(prompt.encode()).hexdigest()[:12]
@@ -232,20 +305,47 @@ class SimEvaluator:
                 grades = []
                 for rid, p in probs.items():
                     ok = rng.random() < p
-                    grades.append(GradeResult(grader=f"check_{rid}", score=1.0 if ok else 0.0, passed=ok,
-                                              reasoning="" if ok else rules[rid].symptom))
+                    grades.append(
+                        GradeResult(
+                            grader=f"check_{rid}",
+                            score=1.0 if ok else 0.0,
+                            passed=ok,
+                            reasoning="" if ok else rules[rid].symptom,
+                        )
+                    )
                 score = sum(g.score for g in grades) / len(grades)
                 tid = f"{ref}-r{rep}-{pid}"
                 code = "import scanpy as sc\nadata = sc.read_h5ad('/data/sim.h5ad')\n" + "\n".join(
-                    f"# step: {rid}" for rid, g in zip(probs, grades, strict=True) if g.passed)
-                out.append(TrialRecord(
-                    trial_id=tid, status="submitted", first_message=task.objective, grades=grades, score=score,
-                    passed=all(g.passed for g in grades), answer={"result": round(score, 2)},
-                    usage=Usage(input_tokens=2000, output_tokens=400, cost_usd=0.01),
-                    turns=[Turn(index=0, assistant_text="running the analysis",
-                                executions=[ExecutionRecord(code=code, outputs=[], final_status="ok")])],
-                    spec=TrialSpec(trial_id=tid, prompt_id=pid, prompt=prompt, task_id=ref.split(":", 1)[1],
-                                   task_ref=ref, model=self.model, replicate=rep)))
+                    f"# step: {rid}" for rid, g in zip(probs, grades, strict=True) if g.passed
+                )
+                out.append(
+                    TrialRecord(
+                        trial_id=tid,
+                        status="submitted",
+                        first_message=task.objective,
+                        grades=grades,
+                        score=score,
+                        passed=all(g.passed for g in grades),
+                        answer={"result": round(score, 2)},
+                        usage=Usage(input_tokens=2000, output_tokens=400, cost_usd=0.01),
+                        turns=[
+                            Turn(
+                                index=0,
+                                assistant_text="running the analysis",
+                                executions=[ExecutionRecord(code=code, outputs=[], final_status="ok")],
+                            )
+                        ],
+                        spec=TrialSpec(
+                            trial_id=tid,
+                            prompt_id=pid,
+                            prompt=prompt,
+                            task_id=ref.split(":", 1)[1],
+                            task_ref=ref,
+                            model=self.model,
+                            replicate=rep,
+                        ),
+                    )
+                )
         return out
 
 
@@ -260,8 +360,9 @@ class SimReflectionModel:
     supports_tools = False
     supports_images = False
 
-    def __init__(self, seed: int = 0, *, error_rate: float = 0.25, copy_rate: float = 0.1,
-                 edits: int = 2) -> None:
+    def __init__(
+        self, seed: int = 0, *, error_rate: float = 0.25, copy_rate: float = 0.1, edits: int = 2
+    ) -> None:
         self.rng = random.Random(seed)
         self.error_rate = error_rate
         self.copy_rate = copy_rate
@@ -270,9 +371,15 @@ class SimReflectionModel:
         self._by_symptom = {r.symptom: r for r in (*USEFUL_RULES, *DECOY_RULES)}
         self._pool = [*(r.line for r in USEFUL_RULES), *IRRELEVANT, *HARMFUL, *FILLERS]
 
-    def complete(self, messages: list[Message], *, tools: list[ToolSpec] | None = None,
-                 max_tokens: int | None = None, temperature: float | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ChatReply:
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
         self.calls += 1
         request = next(m.content for m in messages if m.role == "user")
         current = extract_prompt(request, first=True) or ""
@@ -282,7 +389,9 @@ class SimReflectionModel:
             text = self._repair(previous, last, request)
         else:
             text = self._rewrite(current, request)
-        return self._reply(f"The failures call for clearer general rules.\n{OPEN}\n{text}\n{CLOSE}", max_tokens)
+        return self._reply(
+            f"The failures call for clearer general rules.\n{OPEN}\n{text}\n{CLOSE}", max_tokens
+        )
 
     def _reply(self, content: str, max_tokens: int | None) -> ChatReply:
         tokens = int(len(content.split()) * 1.3) + 1
@@ -291,8 +400,11 @@ class SimReflectionModel:
             keep = int(max_tokens / 1.3)
             content = " ".join(content.split(" ")[:keep])
             tokens, stop = max_tokens, "max_tokens"
-        return ChatReply(message=Message(role="assistant", content=content), stop_reason=stop,
-                         usage=Usage(input_tokens=3000, output_tokens=tokens, cost_usd=0.02))
+        return ChatReply(
+            message=Message(role="assistant", content=content),
+            stop_reason=stop,
+            usage=Usage(input_tokens=3000, output_tokens=tokens, cost_usd=0.02),
+        )
 
     def _rewrite(self, current: str, request: str) -> str:
         rng = self.rng
@@ -312,7 +424,7 @@ class SimReflectionModel:
         if not wanted:  # nothing to go on: a plausible guess, most often irrelevant
             wanted = [rng.choice(self._pool)]
         new_lines = list(lines)
-        for line in wanted[:self.edits]:
+        for line in wanted[: self.edits]:
             if rng.random() < self.error_rate:
                 line = rng.choice(self._pool)
             if line not in new_lines:

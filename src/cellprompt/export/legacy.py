@@ -26,19 +26,20 @@ SECTION = re.compile(r"^--- (STDOUT|STDERR) ---$", re.M)
 
 def _parse_result(text: str, base: Path) -> list[NotebookNode]:
     """The original feedback text back into stream outputs and (when the files survive) figures."""
-    body = text[len(RESULT_PREFIX):].lstrip("\n")
+    body = text[len(RESULT_PREFIX) :].lstrip("\n")
     images: list[str] = []
     match = re.search(r"^Saved images: (.*)$", body, flags=re.M)
     if match:
         images = [p.strip() for p in match.group(1).split(",") if p.strip()]
-        body = body[:match.start()] + body[match.end():]
+        body = body[: match.start()] + body[match.end() :]
     outputs: list[NotebookNode] = []
     pieces = SECTION.split(body)
     preamble = pieces[0].strip()
     if preamble:
-        outputs.append(new_output("stream", name="stderr" if "[status" in preamble else "stdout",
-                                  text=preamble + "\n"))
-    for name, chunk in zip(pieces[1::2], pieces[2::2]):
+        outputs.append(
+            new_output("stream", name="stderr" if "[status" in preamble else "stdout", text=preamble + "\n")
+        )
+    for name, chunk in zip(pieces[1::2], pieces[2::2], strict=False):
         chunk = chunk.strip("\n")
         if chunk:
             outputs.append(new_output("stream", name=name.lower(), text=chunk + "\n"))
@@ -48,7 +49,9 @@ def _parse_result(text: str, base: Path) -> list[NotebookNode]:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             outputs.append(new_output("display_data", data={"image/png": data}, metadata={}))
         else:
-            outputs.append(new_output("stream", name="stdout", text=f"[figure saved to {image}; file not found]\n"))
+            outputs.append(
+                new_output("stream", name="stdout", text=f"[figure saved to {image}; file not found]\n")
+            )
     return outputs
 
 
@@ -56,8 +59,10 @@ def legacy_to_notebook(prompt_id: str, entry: dict[str, Any], base: Path) -> Not
     """One log entry as a notebook; prose stays markdown, code becomes cells with their outputs."""
     context = entry.get("context") or {}
     header = [f"# {prompt_id}", "", "Converted from a log of the original tool.", ""]
-    header += [f"* **{key}:** {json.dumps(value, default=str) if not isinstance(value, str) else value}"
-               for key, value in context.items()]
+    header += [
+        f"* **{key}:** {json.dumps(value, default=str) if not isinstance(value, str) else value}"
+        for key, value in context.items()
+    ]
     cells: list[NotebookNode] = [new_markdown_cell("\n".join(header))]
     turns = entry.get("turns") or []
     count = 0
@@ -79,10 +84,13 @@ def legacy_to_notebook(prompt_id: str, entry: dict[str, Any], base: Path) -> Not
             pending = None
         else:
             cells.append(new_markdown_cell(f"**{role}:**\n\n{content}"))
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"},
-    })
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
     nbformat.validate(nb)
     return nb
 
@@ -92,10 +100,14 @@ def convert_legacy_log(path: Path) -> list[Path]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not a readable JSON log ({exc}); pass a run folder or a log file") from exc
+        raise UsageError(
+            f"{path} is not a readable JSON log ({exc}); pass a run folder or a log file"
+        ) from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) and "turns" in v for v in data.values()):
-        raise UsageError(f"{path} is not a log of the original tool: expected "
-                         '{prompt_id: {"context": {...}, "turns": [...]}}')
+        raise UsageError(
+            f"{path} is not a log of the original tool: expected "
+            '{prompt_id: {"context": {...}, "turns": [...]}}'
+        )
     written = []
     for prompt_id, entry in data.items():
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(prompt_id))

@@ -16,6 +16,8 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from cellprompt.runs.schema import Evaluation, ExecutionRecord, TrialRecord
+from cellprompt.runs.store import RunStore
+
 
 def image_base64(value: str, run_dir: Path | None) -> str | None:
     """Base64 of an image given inline or as an artifact path relative to the run folder."""
@@ -50,17 +52,28 @@ def nb_outputs(ex: ExecutionRecord, run_dir: Path | None = None) -> list[Noteboo
         if kind == "stream":
             outputs.append(new_output("stream", name=out.get("name", "stdout"), text=out.get("text", "")))
         elif kind == "error":
-            outputs.append(new_output("error", ename=str(out.get("ename", "Error")),
-                                      evalue=str(out.get("evalue", "")),
-                                      traceback=[str(line) for line in out.get("traceback", [])]))
+            outputs.append(
+                new_output(
+                    "error",
+                    ename=str(out.get("ename", "Error")),
+                    evalue=str(out.get("evalue", "")),
+                    traceback=[str(line) for line in out.get("traceback", [])],
+                )
+            )
         elif kind in ("display_data", "execute_result"):
             bundle = _mime_bundle(out.get("data") or {}, run_dir)
             shown_images += sum(1 for mime in bundle if mime.startswith("image/"))
             if not bundle:
                 continue
             if kind == "execute_result":
-                outputs.append(new_output("execute_result", data=bundle, metadata=out.get("metadata") or {},
-                                          execution_count=ex.execution_count))
+                outputs.append(
+                    new_output(
+                        "execute_result",
+                        data=bundle,
+                        metadata=out.get("metadata") or {},
+                        execution_count=ex.execution_count,
+                    )
+                )
             else:
                 outputs.append(new_output("display_data", data=bundle, metadata=out.get("metadata") or {}))
     # figures stored only as artifacts (not referenced by an output) still belong to the cell
@@ -84,7 +97,8 @@ def _header(record: TrialRecord, evaluation: Evaluation | None) -> str:
         f"* **Task:** `{spec.task_id}` ({spec.task_ref})",
         f"* **Prompt:** `{spec.prompt_id}`",
         f"* **Model:** `{spec.model}`",
-        f"* **Status:** {record.status}" + (f" (limit: {record.limit})" if record.limit else "")
+        f"* **Status:** {record.status}"
+        + (f" (limit: {record.limit})" if record.limit else "")
         + (f" — {record.error}" if record.error else ""),
         f"* **Score:** {score} — {'passed' if record.passed else 'not passed'}",
         f"* **Cost:** ${record.usage.cost_usd:.4f}, {record.usage.input_tokens} in / "
@@ -92,13 +106,17 @@ def _header(record: TrialRecord, evaluation: Evaluation | None) -> str:
     ]
     if record.grades:
         lines += ["", "## Grades", ""]
-        lines += [f"* `{g.grader}`: {g.score:.3f} {'✓' if g.passed else '✗'} {g.reasoning}".rstrip()
-                  for g in record.grades]
+        lines += [
+            f"* `{g.grader}`: {g.score:.3f} {'✓' if g.passed else '✗'} {g.reasoning}".rstrip()
+            for g in record.grades
+        ]
     if evaluation is not None:
         lines += ["", f"## Judge ({evaluation.judge_model})", ""]
         if evaluation.ok and evaluation.grade_mean is not None:
             sd = f" ± {evaluation.grade_sd:.1f}" if evaluation.grade_sd else ""
-            lines.append(f"**Grade:** {evaluation.grade_mean:.1f}{sd} / 100 ({len(evaluation.samples)} sample(s))")
+            lines.append(
+                f"**Grade:** {evaluation.grade_mean:.1f}{sd} / 100 ({len(evaluation.samples)} sample(s))"
+            )
             for sample in evaluation.samples[:1]:
                 lines += [f"* {c.name}: {c.score:g}/10 {c.comment}".rstrip() for c in sample.criteria]
                 lines += ["", sample.comments]
@@ -110,8 +128,9 @@ def _header(record: TrialRecord, evaluation: Evaluation | None) -> str:
     return "\n".join(lines)
 
 
-def trial_to_notebook(record: TrialRecord, evaluation: Evaluation | None = None,
-                      run_dir: Path | None = None) -> NotebookNode:
+def trial_to_notebook(
+    record: TrialRecord, evaluation: Evaluation | None = None, run_dir: Path | None = None
+) -> NotebookNode:
     """A valid nbformat-4 notebook of one trial; `run_dir` resolves figure artifact paths."""
     cells: list[NotebookNode] = [new_markdown_cell(_header(record, evaluation))]
     for turn in record.turns:
@@ -123,12 +142,19 @@ def trial_to_notebook(record: TrialRecord, evaluation: Evaluation | None = None,
             cells.append(cell)
     answer = json.dumps(record.answer, indent=2, default=str) if record.answer is not None else "(none)"
     cells.append(new_markdown_cell(f"## Final answer\n\n```json\n{answer}\n```"))
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"},
-        "cellprompt": {"trial_id": record.trial_id, "task_id": record.spec.task_id,
-                       "prompt_id": record.spec.prompt_id, "model": record.spec.model},
-    })
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+            "cellprompt": {
+                "trial_id": record.trial_id,
+                "task_id": record.spec.task_id,
+                "prompt_id": record.spec.prompt_id,
+                "model": record.spec.model,
+            },
+        },
+    )
     nbformat.validate(nb)
     return nb
 
@@ -137,3 +163,15 @@ def write_notebook(nb: NotebookNode, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path
+
+
+def write_run_notebooks(store: RunStore, trial_id: str | None = None) -> list[tuple[TrialRecord, Path]]:
+    """One notebook per trial under `notebooks/`; the trial's judge verdict goes in its header."""
+    evaluations = store.evaluations()
+    written = []
+    for record in store.trials():
+        if trial_id is not None and record.trial_id != trial_id:
+            continue
+        nb = trial_to_notebook(record, evaluations.get(record.trial_id), run_dir=store.path)
+        written.append((record, write_notebook(nb, store.path / "notebooks" / f"{record.trial_id}.ipynb")))
+    return written

@@ -50,7 +50,7 @@ def cost_vs_score(trials: list[tuple[str, TrialRecord]], several_runs: bool) -> 
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     for label in sorted(groups):
-        xs, ys = zip(*groups[label])
+        xs, ys = zip(*groups[label], strict=True)
         ax.scatter(xs, ys, s=14, alpha=0.7, label=label)
     ax.set_xlabel("cost per trial (USD)")
     ax.set_ylabel("deterministic score")

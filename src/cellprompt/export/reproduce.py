@@ -54,6 +54,7 @@ class CellCheck(BaseModel):
     matched: bool | None  # text outputs equal after normalisation; None when the cell had none
     original_error: str | None = None
     rerun_error: str | None = None
+    figures: tuple[int, int] = (0, 0)  # images then and now
     original_text: str = ""
     rerun_text: str = ""
 
@@ -78,6 +79,10 @@ def normalise(text: str) -> str:
     """Drop what differs between two faithful runs: colours, memory addresses, trailing blanks."""
     text = ADDRESS.sub("0x…", strip_ansi(text))
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def _figures(outputs: list[Any]) -> int:
+    return sum(1 for o in outputs if any(m.startswith("image/") for m in o.get("data", {})))
 
 
 def outputs_text(outputs: list[Any]) -> tuple[str, str | None]:
@@ -106,8 +111,18 @@ def compare(original: NotebookNode, rerun_outputs: list[list[Any]]) -> list[Cell
         after, after_error = outputs_text(rerun_outputs[i]) if i < len(rerun_outputs) else ("", "not run")
         ran = after_error is None or after_error == before_error
         matched = None if not before and not after else before == after
-        checks.append(CellCheck(index=i, ran=ran, matched=matched, original_error=before_error,
-                                rerun_error=after_error, original_text=before[:2000], rerun_text=after[:2000]))
+        checks.append(
+            CellCheck(
+                index=i,
+                ran=ran,
+                matched=matched,
+                original_error=before_error,
+                rerun_error=after_error,
+                original_text=before[:2000],
+                rerun_text=after[:2000],
+                figures=(_figures(cell.outputs), _figures(rerun_outputs[i]) if i < len(rerun_outputs) else 0),
+            )
+        )
     return checks
 
 
@@ -121,8 +136,9 @@ def _strip_outputs(nb: NotebookNode) -> NotebookNode:
 
 def _via_nbclient(sb: Sandbox, nb: NotebookNode, timeout: float) -> list[list[Any]] | None:
     sb.write_file(NB_IN, nbformat.writes(_strip_outputs(nb)).encode("utf-8"))
-    runner = RUNNER.format(src=f"/workspace/{NB_IN}", dst=f"/workspace/{NB_OUT}", timeout=int(timeout),
-                           done=DONE)
+    runner = RUNNER.format(
+        src=f"/workspace/{NB_IN}", dst=f"/workspace/{NB_OUT}", timeout=int(timeout), done=DONE
+    )
     total = timeout * (1 + sum(1 for c in nb.cells if c.cell_type == "code")) + 60
     result = sb.execute(LAUNCH.format(runner=runner), timeout=total)
     if "NO_NBCLIENT" in result.text():
@@ -137,12 +153,22 @@ def _via_execute(sb: Sandbox, nb: NotebookNode, timeout: float) -> list[list[Any
     outputs = []
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         r = sb.execute(cell.source, timeout=timeout)
-        outputs.append(nb_outputs(ExecutionRecord(code=cell.source, outputs=r.outputs, final_status=r.final_status,
-                                                  execution_count=r.execution_count)))
+        outputs.append(
+            nb_outputs(
+                ExecutionRecord(
+                    code=cell.source,
+                    outputs=r.outputs,
+                    final_status=r.final_status,
+                    execution_count=r.execution_count,
+                )
+            )
+        )
     return outputs
 
 
-def reproduce(nb: NotebookNode, name: str, open_sandbox: Callable[[], Any], *, timeout: float = 300) -> ReproReport:
+def reproduce(
+    nb: NotebookNode, name: str, open_sandbox: Callable[[], Any], *, timeout: float = 300
+) -> ReproReport:
     """Re-run `nb` in a sandbox from `open_sandbox()` (a context manager) and compare outputs."""
     with open_sandbox() as sb:
         rerun = _via_nbclient(sb, nb, timeout)
@@ -161,7 +187,6 @@ def trial_mounts(record: TrialRecord) -> tuple[list[Mount], list[str]]:
     try:
         from cellprompt.tasks import load_task, materialise  # type: ignore[attr-defined]
 
-        mat = materialise(load_task(record.spec.task_ref))
-        return [Mount(source=mat.agent_dataset, name=f"{mat.dataset_name}.h5ad")], []
+        return [materialise(load_task(record.spec.task_ref)).mount()], []
     except Exception as exc:  # still re-run: cells that do not read the data can reproduce
         return [], [f"dataset of task {record.spec.task_ref} unavailable ({exc}); re-run without /data"]

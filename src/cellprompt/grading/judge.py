@@ -84,8 +84,10 @@ def load_rubric(path: Path) -> Rubric:
         data = yaml.safe_load(text)
         return Rubric.model_validate(data)
     except (yaml.YAMLError, ValidationError) as exc:
-        raise GradingError(f"rubric file {path} is not valid: expected "
-                           f"{{criteria: {{name: description}}, extra: text}} ({exc})") from exc
+        raise GradingError(
+            f"rubric file {path} is not valid: expected "
+            f"{{criteria: {{name: description}}, extra: text}} ({exc})"
+        ) from exc
 
 
 def provider_family(model_spec: str) -> str | None:
@@ -132,11 +134,14 @@ def output_text(output: dict[str, Any]) -> str:
 
 
 def _execution_text(ex: ExecutionRecord) -> str:
-    out = "".join(output_text(o) if output_text(o).endswith("\n") else output_text(o) + "\n"
-                  for o in ex.outputs)
+    out = "".join(
+        output_text(o) if output_text(o).endswith("\n") else output_text(o) + "\n" for o in ex.outputs
+    )
     status = "" if ex.final_status == "ok" else f" [{ex.final_status}]"
-    return (f"```python\n{truncate(ex.code, CODE_LIMIT)}\n```\nOutput{status}:\n"
-            f"```\n{truncate(out.strip(), OUTPUT_LIMIT)}\n```")
+    return (
+        f"```python\n{truncate(ex.code, CODE_LIMIT)}\n```\nOutput{status}:\n"
+        f"```\n{truncate(out.strip(), OUTPUT_LIMIT)}\n```"
+    )
 
 
 def transcript(record: TrialRecord) -> str:
@@ -177,8 +182,11 @@ def _user_message(record: TrialRecord, task: Task | None, show_system_prompt: bo
     ending += f", error: {record.error}" if record.error else ""
     parts.append(f"## How the trial ended\n{ending}")
     if record.grades:
-        grades = "\n".join(f"- {g.grader}: score {g.score:.2f}, {'passed' if g.passed else 'failed'}. "
-                           f"{truncate(g.reasoning, 500)}" for g in record.grades)
+        grades = "\n".join(
+            f"- {g.grader}: score {g.score:.2f}, {'passed' if g.passed else 'failed'}. "
+            f"{truncate(g.reasoning, 500)}"
+            for g in record.grades
+        )
         parts.append(f"## Deterministic grades (from withheld ground truth)\n{grades}")
     return "\n\n".join(parts)
 
@@ -201,7 +209,7 @@ def parse_verdict(text: str, criteria: list[str]) -> JudgeVerdict:
     candidates += re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.S)
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
-        candidates.append(text[start:end + 1])
+        candidates.append(text[start : end + 1])
     data: Any = None
     for candidate in candidates:
         try:
@@ -222,8 +230,9 @@ def parse_verdict(text: str, criteria: list[str]) -> JudgeVerdict:
     return verdict
 
 
-def _one_sample(model: ChatModel, messages: list[Message], criteria: list[str],
-                temperature: float | None) -> tuple[JudgeSample | None, Usage, str | None]:
+def _one_sample(
+    model: ChatModel, messages: list[Message], criteria: list[str], temperature: float | None
+) -> tuple[JudgeSample | None, Usage, str | None]:
     usage = Usage()
     reason: str | None = None
     schema = JudgeVerdict.model_json_schema()
@@ -239,13 +248,22 @@ def _one_sample(model: ChatModel, messages: list[Message], criteria: list[str],
             verdict = parse_verdict(text, criteria)
         except ValueError as exc:
             reason = str(exc)
-            history = [*messages, reply.message,
-                       Message(role="user", content=f"Your reply was rejected: {reason}. Reply again with "
-                                                    "the JSON object only.")]
+            history = [
+                *messages,
+                reply.message,
+                Message(
+                    role="user",
+                    content=f"Your reply was rejected: {reason}. Reply again with the JSON object only.",
+                ),
+            ]
             continue
-        sample = JudgeSample(criteria=[JudgeCriterion(name=c.name, score=c.score, comment=c.comment)
-                                       for c in verdict.criteria],
-                             grade=verdict.grade, comments=verdict.comments)
+        sample = JudgeSample(
+            criteria=[
+                JudgeCriterion(name=c.name, score=c.score, comment=c.comment) for c in verdict.criteria
+            ],
+            grade=verdict.grade,
+            comments=verdict.comments,
+        )
         return sample, usage, None
     return None, usage, f"no valid verdict after {MAX_ATTEMPTS} attempts; last: {reason}"
 
@@ -260,8 +278,13 @@ def judge_trial(
     show_system_prompt: bool = True,
     include_figures: bool = False,
     run_dir: Path | None = None,
+    temperature: float | None = None,
 ) -> Evaluation:
-    """Judge one trial `samples` times; never raises for a bad reply (the Evaluation says why)."""
+    """Judge one trial `samples` times; never raises for a bad reply (the Evaluation says why).
+
+    `temperature` None keeps the provider's default: it samples, so `samples` > 1 measures the
+    judge's spread, and newer APIs that refuse the parameter still work.
+    """
     if samples < 1:
         raise GradingError(f"--samples must be at least 1, got {samples}")
     rubric = rubric.model_copy(deep=True) if rubric else Rubric()
@@ -269,10 +292,10 @@ def judge_trial(
         rubric.extra = "\n".join(filter(None, [rubric.extra, task.rubric]))
     criteria = list(rubric.criteria)
     images = _figures(record, run_dir) if include_figures and model.supports_images else []
-    messages = [Message(role="system", content=_system_message(rubric)),
-                Message(role="user", content=_user_message(record, task, show_system_prompt), images=images)]
-    # several samples only differ if the model samples; 1 sample stays deterministic
-    temperature = 0.0 if samples == 1 else 0.7
+    messages = [
+        Message(role="system", content=_system_message(rubric)),
+        Message(role="user", content=_user_message(record, task, show_system_prompt), images=images),
+    ]
     total = Usage()
     done: list[JudgeSample] = []
     failures: list[str] = []
@@ -345,15 +368,24 @@ def evaluate_run(
     family = provider_family(model.spec)
     shared = sorted({t.spec.model for t in todo if family and provider_family(t.spec.model) == family})
     if shared:
-        summary.warnings.append(f"judge {model.spec} is from the same provider family ({family}) as agent "
-                                f"model(s) {', '.join(shared)}: it may favour them; consider another judge")
+        summary.warnings.append(
+            f"judge {model.spec} is from the same provider family ({family}) as agent "
+            f"model(s) {', '.join(shared)}: it may favour them; consider another judge"
+        )
         if warn:
             warn(summary.warnings[-1])
     tasks: dict[str, Task | None] = {}
     for number, record in enumerate(todo, start=1):
-        evaluation = judge_trial(record, _load_task(record.spec.task_ref, tasks), model, samples=samples,
-                                 rubric=rubric, show_system_prompt=show_system_prompt,
-                                 include_figures=include_figures, run_dir=store.path)
+        evaluation = judge_trial(
+            record,
+            _load_task(record.spec.task_ref, tasks),
+            model,
+            samples=samples,
+            rubric=rubric,
+            show_system_prompt=show_system_prompt,
+            include_figures=include_figures,
+            run_dir=store.path,
+        )
         store.append_evaluation(evaluation)
         summary.judged += evaluation.ok
         summary.failed += not evaluation.ok

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cellprompt.errors import GradingError
 from cellprompt.grading.base import GradeResult
+from cellprompt.sandbox.base import Mount
 
 
 class GraderConfig(BaseModel):
@@ -31,7 +32,7 @@ class GradeContext:
 
     truth: dict[str, Any] | None = None
     workspace: Path | None = None
-    datasets: Sequence[Path] = field(default_factory=tuple)
+    datasets: Sequence[Path | Mount] = field(default_factory=tuple)  # for python_check mounts
     backend: str = "auto"
 
 
@@ -98,7 +99,7 @@ def build_grader(spec: Any) -> Grader[Any]:
 
 def grade(grader: dict[str, Any], answer: dict[str, Any] | None,
           truth: dict[str, Any] | None = None, *, workspace: Path | None = None,
-          datasets: Sequence[Path] = (), backend: str = "auto") -> GradeResult:
+          datasets: Sequence[Path | Mount] = (), backend: str = "auto") -> GradeResult:
     """Grade one answer with one grader dict exactly as written in a task or scBench eval."""
     g = build_grader(grader)
     if answer is not None and not isinstance(answer, dict):

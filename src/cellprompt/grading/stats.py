@@ -63,8 +63,9 @@ class RunStats(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def bootstrap_ci(values: list[float], *, seed: int = 0, n_boot: int = N_BOOT,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: list[float], *, seed: int = 0, n_boot: int = N_BOOT, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean; seeded so a report is reproducible."""
     if not values:
         return (math.nan, math.nan)
@@ -82,17 +83,32 @@ def trial_score(record: TrialRecord) -> float:
     return record.score if record.score is not None else 0.0
 
 
-def _group(run_id: str, key: tuple[str, str, str | None], records: list[TrialRecord],
-           evaluations: dict[str, Evaluation], seed: int) -> GroupStats:
+def _group(
+    run_id: str,
+    key: tuple[str, str, str | None],
+    records: list[TrialRecord],
+    evaluations: dict[str, Evaluation],
+    seed: int,
+) -> GroupStats:
     scores = [trial_score(r) for r in records]
     low, high = bootstrap_ci(scores, seed=seed)
-    grades = [ev.grade_mean for r in records if (ev := evaluations.get(r.trial_id)) and ev.ok
-              and ev.grade_mean is not None]
+    grades = [
+        ev.grade_mean
+        for r in records
+        if (ev := evaluations.get(r.trial_id)) and ev.ok and ev.grade_mean is not None
+    ]
     passed = sum(r.passed for r in records)
     return GroupStats(
-        run_id=run_id, prompt_id=key[0], model=key[1], task_id=key[2],
-        trials=len(records), passed=passed, pass_rate=passed / len(records),
-        score_mean=statistics.fmean(scores), score_ci_low=low, score_ci_high=high,
+        run_id=run_id,
+        prompt_id=key[0],
+        model=key[1],
+        task_id=key[2],
+        trials=len(records),
+        passed=passed,
+        pass_rate=passed / len(records),
+        score_mean=statistics.fmean(scores),
+        score_ci_low=low,
+        score_ci_high=high,
         judged=len(grades),
         judge_mean=statistics.fmean(grades) if grades else None,
         judge_sd=statistics.stdev(grades) if len(grades) > 1 else (0.0 if grades else None),
@@ -108,20 +124,24 @@ def agreement(pairs: Iterable[tuple[float, float]]) -> Agreement:
     pairs = list(pairs)
     if len(pairs) < 3:
         return Agreement(n=len(pairs), note="fewer than 3 trials have both a judge grade and a score")
-    xs, ys = zip(*pairs)
+    xs, ys = zip(*pairs, strict=True)
     if len(set(xs)) == 1 or len(set(ys)) == 1:
         return Agreement(n=len(pairs), note="judge grades or scores are all equal; no ranking to compare")
     from scipy.stats import spearmanr
 
     result = spearmanr(xs, ys)
     rho, p = float(result.statistic), float(result.pvalue)
-    note = "judge agrees with the graders" if rho >= 0.5 else "judge disagrees with the graders: treat its " \
-        "grades with caution"
+    note = (
+        "judge agrees with the graders"
+        if rho >= 0.5
+        else "judge disagrees with the graders: treat its grades with caution"
+    )
     return Agreement(n=len(pairs), spearman=rho, p_value=p, note=note)
 
 
-def compute_stats(runs: list[tuple[str, list[TrialRecord], dict[str, Evaluation]]], *,
-                  seed: int = 0) -> RunStats:
+def compute_stats(
+    runs: list[tuple[str, list[TrialRecord], dict[str, Evaluation]]], *, seed: int = 0
+) -> RunStats:
     """Statistics of one or several runs; groups never mix runs so runs can be compared."""
     by_pm: list[GroupStats] = []
     by_task: list[GroupStats] = []
@@ -141,8 +161,15 @@ def compute_stats(runs: list[tuple[str, list[TrialRecord], dict[str, Evaluation]
         by_task += [_group(run_id, k, v, evaluations, seed) for k, v in sorted(pmt.items(), key=str)]
     by_pm.sort(key=lambda g: (-g.score_mean, -g.pass_rate, g.run_id, g.prompt_id, g.model))
     notes = [f"{failed} judgement(s) failed and are left out of judge means"] if failed else []
-    return RunStats(runs=[r[0] for r in runs], by_prompt_model=by_pm, by_task=by_task,
-                    agreement=agreement(pairs), failed_judgements=failed, seed=seed, notes=notes)
+    return RunStats(
+        runs=[r[0] for r in runs],
+        by_prompt_model=by_pm,
+        by_task=by_task,
+        agreement=agreement(pairs),
+        failed_judgements=failed,
+        seed=seed,
+        notes=notes,
+    )
 
 
 def stats_for_stores(stores: list[RunStore], *, seed: int = 0) -> RunStats:

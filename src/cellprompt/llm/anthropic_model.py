@@ -98,7 +98,8 @@ class AnthropicModel:
         if system:
             params["system"] = system
         if temperature is not None:
-            params["temperature"] = temperature
+            # the SDK's typed signature no longer lists it; the Messages API still takes it
+            params["extra_body"] = {"temperature": temperature}
         api_tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
                      for t in tools or []]
         wrapped = False

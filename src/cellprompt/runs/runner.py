@@ -13,9 +13,10 @@ from pathlib import Path
 from cellprompt import __version__
 from cellprompt.runs.executors import Executor, LocalExecutor
 from cellprompt.runs.plan import plan_trials
+from cellprompt.runs.pools import PooledSandboxes
 from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec, utcnow
 from cellprompt.runs.store import RunStore, new_run_id
-from cellprompt.runs.trial import SandboxProvider, execute_trial, open_fresh
+from cellprompt.runs.trial import SandboxProvider, execute_trial
 from cellprompt.sandbox.base import Mount, Sandbox
 
 __all__ = ["RunProgress", "create_run", "plan_trials", "run", "versions"]
@@ -113,7 +114,7 @@ def _safe_trial(spec: TrialSpec, run_dir: Path, provider: SandboxProvider,
 
 
 def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
-        executor: Executor | None = None, provider: SandboxProvider = open_fresh,
+        executor: Executor | None = None, provider: SandboxProvider | None = None,
         on_trial: Callable[[TrialRecord, RunProgress], None] | None = None) -> RunProgress:
     """Run every spec not yet in the store; each record is appended as soon as it ends.
 
@@ -127,7 +128,8 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
                            skipped=len(specs) - len(todo))
     executor = executor or LocalExecutor(parallel)
     stop = threading.Event()
-    tracked = _Tracked(provider)
+    pools = PooledSandboxes(parallel) if provider is None else None
+    tracked = _Tracked(provider or pools)  # type: ignore[arg-type]
     store.mark("running")
     records = executor.run(lambda s: _safe_trial(s, store.path, tracked, stop), todo, stop)
     try:
@@ -145,6 +147,9 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
         records.close()  # waits for running trials, which now end at once
         store.mark("interrupted")
         raise
+    finally:
+        if pools is not None:
+            pools.close()
     manifest = store.manifest()
     manifest.status, manifest.finished_at = "finished", utcnow()
     store.write_manifest(manifest)

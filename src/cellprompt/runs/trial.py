@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Protocol
 
 from cellprompt.agent import AgentLimits, run_agent
-from cellprompt.datasets.models import ColumnSummary, DatasetSummary
 from cellprompt.errors import CellpromptError
 from cellprompt.runs.schema import TrialRecord, TrialSpec, utcnow
 from cellprompt.sandbox.base import Mount, Sandbox
@@ -33,21 +32,6 @@ def open_fresh(backend: str, mounts: list[Mount]) -> AbstractContextManager[Sand
     from cellprompt.sandbox import open_sandbox
 
     return open_sandbox(backend=backend, datasets=mounts)
-
-
-def describe_data(mount: Mount, summary: DatasetSummary) -> str:
-    """The short description of the data in the agent's first message."""
-
-    def column(c: ColumnSummary) -> str:
-        return f"{c.name} ({c.n_categories} categories)" if c.n_categories else f"{c.name} ({c.dtype})"
-
-    lines = [f"- `/data/{mount.name}`: AnnData, {summary.n_obs} cells × {summary.n_vars} genes"]
-    for label, items in (("obs columns", [column(c) for c in summary.obs]),
-                         ("var columns", [column(c) for c in summary.var]),
-                         ("obsm keys", summary.obsm_keys), ("uns keys", summary.uns_keys)):
-        if items:
-            lines.append(f"  - {label}: {', '.join(items)}")
-    return "\n".join(lines)
 
 
 def first_message(task: object, data_description: str) -> str:
@@ -99,8 +83,8 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
     try:
         task = load_task(spec.task_ref)
         mat = materialise(task)
-        mount = Mount(source=mat.agent_dataset, name=f"{mat.dataset_name}.h5ad")
-        record.first_message = first_message(task, describe_data(mount, describe(mat.agent_dataset)))
+        mount = mat.mount()
+        record.first_message = first_message(task, describe(mat.agent_dataset).as_text(mat.dataset.name))
         model = make_model(spec.model, base_url=spec.base_url,
                            reference_cells=task.reference.cells if task.reference else None)
         lim = spec.limits

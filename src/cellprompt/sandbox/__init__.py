@@ -3,6 +3,7 @@
 See DESIGN.md ("Python API") and `base.py` for the protocol every backend follows.
 """
 
+from cellprompt.sandbox import manage
 from cellprompt.sandbox.api import open_sandbox
 from cellprompt.sandbox.base import ExecutionResult, Sandbox, SandboxSpec
 from cellprompt.sandbox.client import HttpSandbox
@@ -10,4 +11,4 @@ from cellprompt.sandbox.pool import SandboxPool
 from cellprompt.sandbox.registry import get_backend
 
 __all__ = ["ExecutionResult", "HttpSandbox", "Sandbox", "SandboxPool", "SandboxSpec",
-           "get_backend", "open_sandbox"]
+           "get_backend", "manage", "open_sandbox"]

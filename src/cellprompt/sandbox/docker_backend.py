@@ -47,6 +47,8 @@ LABEL = "org.cellprompt"  # prefix of every label we set on images and container
 REBUILD = "rebuild it with `cellprompt sandbox build --backend docker`"
 START_TIMEOUT_S = 120.0
 RUN_IN = "/run/cellprompt"  # where the host's per-sandbox `run/` folder appears in the container
+SERVICE_COMMAND = ["python", "-m", "service", "--uds", f"{RUN_IN}/kernel.sock",
+                   "--token-file", f"{RUN_IN}/token", "--workspace", "/workspace"]
 # Host variables a build forwards to pip inside the image (only web indexes: a file:// index
 # or find-links folder lives on the host's disk and means nothing inside the build).
 PIP_BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
@@ -262,6 +264,12 @@ def _remove(client: DockerClient, name: str, base: Path | None) -> None:
         state.remove_dir(base.name)
 
 
+def _remove_quietly(client: DockerClient, name: str, base: Path) -> None:
+    """For finalisers: at interpreter exit the engine may be gone; nothing to report to."""
+    with contextlib.suppress(Exception):
+        _remove(client, name, base)
+
+
 class DockerLaunched(Launched):
     """A running sandbox container."""
 
@@ -275,7 +283,8 @@ class DockerLaunched(Launched):
         self._container = container
         self._base = base
         # Garbage collection and interpreter exit remove a non-detached container too.
-        self._finalizer = weakref.finalize(self, _remove, client, container.name, base)
+        self._finalizer = weakref.finalize(self, _remove_quietly, client, container.name,
+                                           base)
         if detached:
             self._finalizer.detach()
 
@@ -384,7 +393,7 @@ class DockerBackend(Backend):
 
         try:
             container = self.client.containers.run(
-                image.id, detach=True, name=name, hostname="sandbox", user=user,
+                image.id, SERVICE_COMMAND, detach=True, name=name, hostname="sandbox", user=user,
                 labels=_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={memory},mode=1777"},

@@ -51,7 +51,7 @@ def grade_task(task: Task, answer: dict[str, Any] | None, *, truth: dict[str, An
                workspace: Path | None, mt: MaterialisedTask | None = None,
                backend: str = "auto") -> list[GradeResult]:
     """Every grader of `task` on one answer (plus the files in `workspace`)."""
-    datasets = [mt.agent_dataset] if mt is not None else []
+    datasets = [mt.mount()] if mt is not None else []
     return [grade(g, answer, truth, workspace=workspace, datasets=datasets, backend=backend)
             for g in task.graders]
 

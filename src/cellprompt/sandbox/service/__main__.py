@@ -12,12 +12,13 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from service import procs
-from service.kernel import KernelRunner
+from service.kernel_process import KernelProcess
 from service.outputs import DEFAULT_CAP
 
 
@@ -59,11 +60,13 @@ def _watch_parent(pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-async def _serve(args: argparse.Namespace, token: str) -> None:
-    runner = KernelRunner(args.workspace, cap=args.output_cap)
-    await runner.start()
-    import uvicorn  # the web stack loads while the kernel boots
+async def _serve(args: argparse.Namespace, token: str, private: Path,
+                 first: KernelProcess) -> None:
+    from service.kernel import KernelRunner  # jupyter_client loads while the kernel boots
 
+    runner = KernelRunner(args.workspace, cap=args.output_cap, private=private, first=first)
+    await runner.start()
+    import uvicorn
     from service.app import create_app
 
     app = create_app(runner, token)
@@ -96,12 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(args.workspace)
     if args.uds:
         os.umask(0o077)
+    private = Path(tempfile.mkdtemp(prefix="cellprompt-service-"))
+    first = KernelProcess(private, args.workspace)  # boots while we import the rest
     try:
         import uvloop
-
-        uvloop.run(_serve(args, token))
     except ImportError:
-        asyncio.run(_serve(args, token))
+        asyncio.run(_serve(args, token, private, first))
+    else:
+        uvloop.run(_serve(args, token, private, first))
 
 
 if __name__ == "__main__":

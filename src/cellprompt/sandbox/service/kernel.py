@@ -3,59 +3,33 @@
 The original service opened a new kernel client per request (1.2 s for `1+1`);
 here one client lives as long as the kernel. Outputs are matched to the
 request's own message id, so nothing printed by an earlier cell leaks into a
-later reply. Interrupts go over the control channel ("message" interrupt mode),
-because signals from outside do not cross a sandbox's pid namespace.
+later reply. Interrupts are `interrupt_request` messages on the control channel
+(Jupyter's "message" interrupt mode), because signals from outside do not cross
+a sandbox's pid namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import queue
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.asynchronous import AsyncKernelClient
 
 from service import procs
+from service.kernel_process import KernelProcess
 from service.outputs import DEFAULT_CAP, OutputCollector
 
 log = logging.getLogger("service.kernel")
 
-KERNEL_NAME = "cellprompt-python"
 INTERRUPT_GRACE_S = 1.0  # after an interrupt, how long a cell may take to stop before a restart
-READY_TIMEOUT_S = 60.0
-
-
-def _write_kernelspec(root: Path) -> Path:
-    spec_dir = root / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    launcher = Path(__file__).with_name("kernel_launcher.py")
-    spec = {
-        "argv": [sys.executable, str(launcher), "-f", "{connection_file}"],
-        "display_name": "Python (cellprompt sandbox)",
-        "language": "python",
-        "interrupt_mode": "message",
-        "metadata": {"debugger": False},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    return root / "kernels"
-
-
-def _kernel_env() -> dict[str, str]:
-    """The service's (already minimal) environment, minus what is only the service's business."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "JPY_PARENT_PID") and "TOKEN" not in k.upper()}
-    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    return env
+READY_TIMEOUT_S = 120.0
 
 
 def _death_message(code: int | None) -> str:
@@ -76,59 +50,54 @@ def _death_message(code: int | None) -> str:
 
 
 class KernelRunner:
-    """Owns the kernel manager and its single client; all methods run on the service's loop."""
+    """Owns the kernel process and its single client; all methods run on the service's loop."""
 
     def __init__(self, workspace: Path, cap: int = DEFAULT_CAP,
-                 grace_s: float = INTERRUPT_GRACE_S) -> None:
+                 grace_s: float = INTERRUPT_GRACE_S, private: Path | None = None,
+                 first: KernelProcess | None = None) -> None:
         self.workspace = workspace
         self.cap = cap
         self.grace_s = grace_s
         self.lock = asyncio.Lock()
         self.state = "starting"
-        self._private = Path(tempfile.mkdtemp(prefix="cellprompt-service-"))
-        self._ksm = KernelSpecManager(kernel_dirs=[str(_write_kernelspec(self._private))])
-        self._km: AsyncKernelManager | None = None
-        self._kc: Any = None
+        self._private = private or Path(tempfile.mkdtemp(prefix="cellprompt-service-"))
+        self._pending = first  # launched before this module was even imported
+        self._kp: KernelProcess | None = None
+        self._kc: AsyncKernelClient | None = None
         self._ready: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Launch the kernel process; readiness is awaited lazily by the first request."""
-        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=self._ksm)
-        stem = self._private / f"k{time.monotonic_ns()}"
-        km.connection_file = f"{stem}.json"
-        km.transport, km.ip = "ipc", str(stem)  # no TCP ports, not even on loopback
-        await km.start_kernel(cwd=str(self.workspace), env=_kernel_env())
-        self._km = km
+        """Launch the kernel (unless already launched); readiness is awaited lazily."""
+        kp, self._pending = self._pending, None
+        self._kp = kp or KernelProcess(self._private, self.workspace)
         self.state = "starting"
-        self._ready = asyncio.create_task(self._connect(km))
+        self._ready = asyncio.create_task(self._connect(self._kp))
 
-    async def _connect(self, km: AsyncKernelManager) -> None:
-        kc = km.client()
-        kc.start_channels()
-        try:
-            await kc.wait_for_ready(timeout=READY_TIMEOUT_S)
-        except RuntimeError:
-            self.state = "dead"
-            raise
+    async def _connect(self, kp: KernelProcess) -> None:
+        kc = AsyncKernelClient()
+        kc.load_connection_info(kp.info)
+        kc.start_channels(hb=False)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:  # the kernel answers kernel_info once its shell is up
+            kc.kernel_info()
+            try:
+                await kc.get_shell_msg(timeout=0.25)
+                break
+            except queue.Empty:
+                if not kp.alive() or time.monotonic() > deadline:
+                    kc.stop_channels()
+                    self.state = "dead"
+                    raise RuntimeError(_death_message(kp.exit_code())) from None
         self._kc = kc
         self.state = "ready"
-        log.info("kernel ready (pid %s)", self.kernel_pid())
+        log.info("kernel ready (pid %s)", kp.pid)
 
     def kernel_pid(self) -> int | None:
-        proc = getattr(getattr(self._km, "provisioner", None), "process", None)
-        return getattr(proc, "pid", None)
+        return self._kp.pid if self._kp is not None else None
 
     async def ready(self) -> None:
         if self._ready is not None:
             await self._ready
-
-    async def _exit_code(self) -> int | None:
-        prov = getattr(self._km, "provisioner", None)
-        if prov is None:
-            return None
-        with contextlib.suppress(Exception):
-            return await prov.poll()
-        return None
 
     async def restart(self, wait: bool = True) -> None:
         """A fresh kernel, and nothing left of anything the old one started.
@@ -137,38 +106,40 @@ class KernelRunner:
         kernel goes out at once, and the next cell waits for the new kernel instead.
         """
         self.state = "restarting"
-        old_km, old_kc = self._km, self._kc
-        self._km, self._kc = None, None
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
+        old_kp, old_kc = self._kp, self._kc
+        self._kp, self._kc = None, None
         if old_kc is not None:
             with contextlib.suppress(Exception):
                 old_kc.stop_channels()
+        if old_kp is not None:
+            old_kp.kill()
         procs.kill_descendants()
-        if old_km is not None:
-            with contextlib.suppress(Exception):
-                await old_km.shutdown_kernel(now=True)
         await self.start()
         if wait:
             await self.ready()
         log.info("kernel restarted")
 
     async def interrupt(self) -> None:
-        if self._km is not None and self.state == "ready":
-            await self._km.interrupt_kernel()
+        if self._kc is not None and self.state == "ready":
+            self._kc.control_channel.send(self._kc.session.msg("interrupt_request", content={}))
 
     async def shutdown(self) -> None:
         if self._kc is not None:
             with contextlib.suppress(Exception):
                 self._kc.stop_channels()
+        if self._kp is not None:
+            self._kp.kill()
         procs.kill_descendants()
-        if self._km is not None:
-            with contextlib.suppress(Exception):
-                await self._km.shutdown_kernel(now=True)
 
-    async def _drain_shell(self) -> None:
-        """Execute replies are not needed (iopub says everything); keep their queue empty."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                await self._kc.get_shell_msg(timeout=0)
+    async def _drain(self) -> None:
+        """Execute and interrupt replies are not needed (iopub says everything): drop them."""
+        assert self._kc is not None
+        for get in (self._kc.get_shell_msg, self._kc.get_control_msg):
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    await get(timeout=0)
 
     async def execute(self, code: str, timeout: float) -> dict[str, Any]:
         """Run one cell; the reply follows DESIGN.md's `/execute` schema."""
@@ -176,7 +147,7 @@ class KernelRunner:
             started = time.monotonic()
             try:
                 await self.ready()
-            except RuntimeError:
+            except (RuntimeError, asyncio.CancelledError):
                 await self.restart()
             reply = await self._run(code, timeout, started)
             procs.reap_zombies(frozenset(filter(None, [self.kernel_pid()])))
@@ -184,9 +155,9 @@ class KernelRunner:
             return reply
 
     async def _run(self, code: str, timeout: float, started: float) -> dict[str, Any]:
-        kc, km = self._kc, self._km
-        assert kc is not None and km is not None
-        await self._drain_shell()
+        kc, kp = self._kc, self._kp
+        assert kc is not None and kp is not None
+        await self._drain()
         out = OutputCollector(self.cap)
         msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         deadline = started + timeout
@@ -196,7 +167,7 @@ class KernelRunner:
         while True:
             now = time.monotonic()
             if interrupted_at is None and now >= deadline:
-                await km.interrupt_kernel()
+                await self.interrupt()
                 interrupted_at = now
             if interrupted_at is not None and now >= interrupted_at + self.grace_s:
                 await self.restart(wait=False)
@@ -207,8 +178,8 @@ class KernelRunner:
             try:
                 msg = await kc.get_iopub_msg(timeout=max(0.0, min(0.5, limit - now)))
             except queue.Empty:
-                if not await km.is_alive():
-                    code_ = await self._exit_code()
+                if not kp.alive():
+                    code_ = kp.exit_code()
                     await self.restart(wait=False)
                     return self._reply(out, "died", count, state_lost=True,
                                        message=_death_message(code_))

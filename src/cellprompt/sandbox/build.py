@@ -1,0 +1,78 @@
+"""`cellprompt sandbox build`: make the chosen backend's runtime hold the service's requirements.
+
+For bwrap the sandbox's Python is the one running cellprompt (bound read-only
+into the sandbox), so building means installing whatever of
+`service/requirements.txt` it lacks, then starting a sandbox to prove it works.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cellprompt.errors import SandboxError
+from cellprompt.sandbox import state
+from cellprompt.sandbox.base import SandboxSpec
+from cellprompt.sandbox.client import HttpSandbox
+
+REQUIREMENTS = Path(__file__).resolve().parent / "service" / "requirements.txt"
+# import names of the requirements (distribution names differ for some)
+MODULES = ("fastapi", "uvicorn", "jupyter_client", "ipykernel", "anndata", "scanpy", "numpy",
+           "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "leidenalg", "igraph")
+SELF_CHECK = ("import anndata, scanpy, numpy, pandas, scipy, sklearn, seaborn, leidenalg, igraph\n"
+              "import matplotlib.pyplot as plt\nplt.plot([0, 1]); plt.show()\nprint('self-check ok')")
+
+Progress = Callable[[str], None]
+
+
+def missing_modules(python: Path) -> list[str]:
+    code = (f"import importlib.util as u; print(' '.join(m for m in {MODULES!r} if u.find_spec(m) is None))")
+    res = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise SandboxError(f"the sandbox runtime {python} does not run: {res.stderr.strip()[-300:]}")
+    return res.stdout.split()
+
+
+def build_bwrap(python: Path | None = None, progress: Progress | None = None) -> str:
+    """Install missing requirements into the runtime, then self-check; return a summary."""
+    from cellprompt.sandbox.bwrap_backend import BwrapBackend
+
+    say = progress or (lambda _msg: None)
+    python = python or Path(sys.executable)
+    backend = BwrapBackend(python)
+    backend.check()
+    missing = missing_modules(python)
+    if missing:
+        say(f"installing into {python}: {', '.join(missing)}")
+        res = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SandboxError(f"pip could not install the sandbox requirements: "
+                               f"{res.stderr.strip()[-400:]}")
+    say("starting a sandbox to self-check")
+    launched = backend.launch(SandboxSpec(memory="2g"), state.new_sandbox_id())
+    with HttpSandbox(launched, backend.name) as sb:
+        r = sb.execute(SELF_CHECK, timeout=300)
+    if r.final_status != "ok" or not r.images():
+        raise SandboxError(f"the bwrap sandbox self-check failed: {r.text()[-400:]}")
+    return f"bwrap runtime ready: {python} ({len(MODULES)} requirements present, self-check ok)"
+
+
+def build(backend: str, progress: Progress | None = None, **options: object) -> str:
+    """Prepare `backend`; docker delegates to the docker backend's `build_image`."""
+    if backend == "bwrap":
+        return build_bwrap(progress=progress)
+    if backend == "docker":
+        from cellprompt.sandbox import docker_backend
+
+        tag = docker_backend.build_image(progress=progress, **options)  # type: ignore[arg-type]
+        return f"docker image ready: {tag}"
+    if backend == "local":
+        missing = missing_modules(Path(sys.executable))
+        if missing:
+            raise SandboxError(f"missing in this Python: {', '.join(missing)}; "
+                               f"pip install -r {REQUIREMENTS}")
+        return "local backend needs nothing beyond this Python's requirements (all present)"
+    raise SandboxError(f"unknown sandbox backend {backend!r}: use bwrap, docker or local")

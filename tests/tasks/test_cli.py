@@ -1,0 +1,70 @@
+"""`cellprompt tasks list|show|validate|grade`, through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, "CELLPROMPT_DATASETS_DIR": str(env_dir), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cellprompt.cli.main", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_list_json(datasets_dir: Path) -> None:
+    r = cli("tasks", "list", "--json", env_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) >= 8 and {"id", "title", "category", "dataset"} <= set(rows[0])
+
+
+def test_show_and_unknown_task(datasets_dir: Path) -> None:
+    r = cli("tasks", "show", "pbmc68k-cell-cycle", env_dir=datasets_dir)
+    assert r.returncode == 0 and "objective: |" in r.stdout and "traps:" in r.stdout
+    r = cli("tasks", "show", "nope", env_dir=datasets_dir)
+    assert r.returncode == 1 and "unknown task 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_grade_json_and_file(datasets_dir: Path, tmp_path: Path) -> None:
+    answer = {"n_cells_high_mito": 0, "median_total_counts": 3333.5}  # the percent trap
+    r = cli("tasks", "grade", "pbmc68k-qc-mito", "--answer", json.dumps(answer), "--json",
+            env_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["passed"] is False
+    assert out["grades"][0]["field_scores"] == {"n_cells_high_mito": 0.0,
+                                                "median_total_counts": 1.0}
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "phases.csv").write_text("cell_id,phase\n")
+    file = tmp_path / "answer.json"
+    file.write_text(json.dumps({"n_S": 182, "n_G2M": 17}))
+    r = cli("tasks", "grade", "pbmc68k-cell-cycle", "--answer", str(file), "--workspace",
+            str(ws), env_dir=datasets_dir)
+    assert r.returncode == 0 and "label_agreement" in r.stdout and "no labelled cells" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["tasks", "grade", "pbmc68k-qc-mito", "--answer", "{oops"],
+                                  ["tasks", "validate"]])
+def test_usage_errors_are_one_line(datasets_dir: Path, args: list[str]) -> None:
+    r = cli(*args, env_dir=datasets_dir)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+
+
+def test_validate_one_task(datasets_dir: Path) -> None:
+    from tests.conftest import require_sandbox_backend
+
+    require_sandbox_backend("bwrap")
+    r = cli("tasks", "validate", "pbmc68k-qc-mito", "--backend", "bwrap", "--json",
+            env_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    [report] = json.loads(r.stdout)
+    assert report["ok"] and report["reference_answer"]["n_cells_high_mito"] == 188

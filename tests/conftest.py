@@ -8,6 +8,8 @@ import pytest
 
 from cellprompt.errors import SandboxError
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 def require_sandbox_backend(name: str) -> None:
     """Skip (saying what is missing) unless backend `name` can run here.

@@ -64,19 +64,36 @@ def policy(request: FakeRequest) -> Reply:
     return Reply(tool_calls=[submit(_last_json(request.last_tool_result))])
 
 
+@pytest.fixture(scope="module")
+def datasets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built-in datasets are materialised once for both strategies."""
+    return tmp_path_factory.mktemp("datasets")
+
+
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated(tmp_path: Path, datasets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CELLPROMPT_OUTPUTS_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setenv("CELLPROMPT_DATASETS_DIR", str(datasets_dir))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
     reset_settings()
     yield tmp_path
     reset_settings()
 
 
-@pytest.mark.parametrize("strategy,budget", [("iterative", 16), ("gepa", 18)])
-def test_evolve_improves_a_bad_prompt_through_the_fake_server(
-    fake_openai, isolated: Path, strategy: str, budget: int
-) -> None:
+def _check(folder: Path, summary_test: dict, fake_openai, budget: int) -> None:
+    best = (folder / "best_prompt.txt").read_text(encoding="utf-8")
+    assert GOOD_RULE in best
+    assert summary_test["seed"]["mean"] == 0.0 and summary_test["best"]["mean"] == 1.0
+    run_trials = [json.loads(line) for line in (folder / "run" / "trials.jsonl").read_text().splitlines()]
+    assert {t["spec"]["task_id"] for t in run_trials} == set(TRAIN + VAL + TEST)
+    assert len(run_trials) <= budget
+    reflections = [r for r in fake_openai.requests if r.model == "reflector"]
+    assert reflections and "Failed graders:" in reflections[0].user_texts[0]
+    test_objective = load_task(TEST[0]).objective.strip()[:60]
+    assert not any(test_objective in r.user_texts[0] for r in reflections)
+
+
+def test_gepa_improves_a_bad_prompt_through_the_fake_server(fake_openai, isolated: Path) -> None:
     fake_openai.policy = policy
     config = EvolveConfig(
         evolution_id=new_evolution_id(),
@@ -87,8 +104,8 @@ def test_evolve_improves_a_bad_prompt_through_the_fake_server(
         test_tasks=TEST,
         model="openai:agent",
         reflection_model="openai:reflector",
-        strategy=strategy,  # type: ignore[arg-type]
-        budget_trials=budget,
+        strategy="gepa",
+        budget_trials=18,
         base_url=fake_openai.url,
         max_prompt_words=200,
     )
@@ -98,14 +115,46 @@ def test_evolve_improves_a_bad_prompt_through_the_fake_server(
 
     summary = run_evolution(folder, evaluator, reflection)
 
-    best = (folder.path / "best_prompt.txt").read_text(encoding="utf-8")
-    assert GOOD_RULE in best
     assert summary.test is not None
-    assert summary.test.seed.mean == 0.0 and summary.test.best.mean == 1.0
-    run_trials = [json.loads(line) for line in (folder.run_dir / "trials.jsonl").read_text().splitlines()]
-    assert {t["spec"]["task_id"] for t in run_trials} == set(TRAIN + VAL + TEST)
-    assert len(run_trials) == summary.cost.trials <= budget
-    reflections = [r for r in fake_openai.requests if r.model == "reflector"]
-    assert reflections and "Failed graders:" in reflections[0].user_texts[0]
-    test_objective = load_task(TEST[0]).objective.strip()[:60]
-    assert not any(test_objective in r.user_texts[0] for r in reflections)
+    _check(folder.path, summary.test.model_dump(), fake_openai, 18)
+    assert summary.cost.trials == len((folder.run_dir / "trials.jsonl").read_text().splitlines())
+
+
+def test_cli_evolve_iterative_improves_a_bad_prompt(fake_openai, isolated: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cellprompt.cli.main import app
+
+    fake_openai.policy = policy
+    seed = isolated / "bad.txt"
+    seed.write_text(BAD_PROMPT)
+    args = [
+        "evolve",
+        "--objective",
+        "Answer single-cell questions correctly.",
+        "--prompt",
+        str(seed),
+        "--task",
+        TRAIN[0],
+        "--val-task",
+        VAL[0],
+        "--test-task",
+        TEST[0],
+        "--model",
+        "openai:agent",
+        "--reflection-model",
+        "openai:reflector",
+        "--strategy",
+        "iterative",
+        "--budget",
+        "16",
+        "--base-url",
+        fake_openai.url,
+        "--max-words",
+        "200",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = next((isolated / "outputs").iterdir())
+    assert "best − seed = +1.000" in " ".join(result.output.split()), result.output
+    _check(folder, json.loads((folder / "test_comparison.json").read_text()), fake_openai, 16)

@@ -114,9 +114,6 @@ def test_strategies_are_registered() -> None:
     assert set(STRATEGIES) == {"iterative", "gepa"}
 
 
-
-
-
 def test_gepa_stops_when_every_training_task_is_solved(tmp_path: Path) -> None:
     """gepa skips perfect minibatches and cached ones cost nothing: it must not spin forever."""
     from cellprompt.evolve.simulation import DECOY_RULES, USEFUL_RULES
@@ -132,3 +129,25 @@ def test_gepa_stops_when_every_training_task_is_solved(tmp_path: Path) -> None:
     summary = run_evolution(folder, evaluator, SimReflectionModel(seed=1))
     assert summary.best_id == text_id(perfect)
     assert evaluator.calls < 40  # stopped for idleness, long before the budget
+
+
+def test_accounts_trials_tokens_and_cost(finished) -> None:
+    _, folder, summary, evaluator, _ = finished
+    # the simulated agent reports $0.01 and 2400 tokens per trial, the reflection model $0.02 per call
+    assert summary.cost.agent.cost_usd == pytest.approx(0.01 * evaluator.calls)
+    assert summary.cost.agent.input_tokens == 2000 * evaluator.calls
+    assert summary.cost.reflection.cost_usd == pytest.approx(0.02 * len(folder.replies()))
+    assert summary.cost.total_cost_usd == pytest.approx(
+        summary.cost.agent.cost_usd + summary.cost.reflection.cost_usd
+    )
+    saved = json.loads((folder.path / "summary.json").read_text())
+    assert saved["cost"]["trials"] == evaluator.calls and saved["schema_version"] == 1
+
+
+def test_a_cost_cap_stops_proposing(world: SimWorld, tmp_path: Path) -> None:
+    config = sim_config(world, budget=300, test=False, max_cost_usd=0.5)
+    folder = start_evolution(config, tmp_path)
+    evaluator = SimEvaluator(world)
+    summary = run_evolution(folder, evaluator, SimReflectionModel(seed=3))
+    assert summary.cost.total_cost_usd < 0.5 + 0.5  # at most one proposal past the cap
+    assert evaluator.calls < 100

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellprompt.tasks import Task, builtin_tasks, validate
+from cellprompt.tasks import ReferenceSolution, Task, builtin_tasks, validate
 from tests.conftest import require_sandbox_backend
 
 
@@ -39,8 +39,8 @@ def test_broken_task_is_reported(backend: str, datasets_dir: Path, tmp_path: Pat
                                                  "tolerance": 0}}]})
     report = validate(wrong, backend=backend)
     assert not report.ok and any("reference fails numeric_tolerance" in p for p in report.problems)
-    crash = qc.model_copy(update={"reference": {"cells": ["raise ValueError('boom')"]}})
-    report = validate(Task.model_validate(crash.model_dump()), backend=backend)
+    crash = qc.model_copy(update={"reference": ReferenceSolution(cells=["raise ValueError('boom')"])})
+    report = validate(crash, backend=backend)
     assert not report.ok and "ValueError: boom" in report.problems[0]
 
 

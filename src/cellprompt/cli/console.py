@@ -11,7 +11,7 @@ from rich.prompt import Prompt
 from cellprompt.errors import UsageError
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line (paths, commands)
 
 
 def interactive() -> bool:

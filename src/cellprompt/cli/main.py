@@ -52,7 +52,9 @@ for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, sandbox_cmd, ru
 def main() -> None:
     """Run the CLI; a `CellpromptError` is printed as one line, never as a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # an Exit inside a command comes back as its code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CellpromptError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

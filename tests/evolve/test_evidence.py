@@ -1,0 +1,95 @@
+"""What the reflection model is shown about a trial, and how a trial is scored."""
+
+from __future__ import annotations
+
+from cellprompt.evolve.evidence import render_trial, trial_score
+from cellprompt.grading.base import GradeResult
+from cellprompt.runs.schema import (
+    Evaluation,
+    ExecutionRecord,
+    JudgeCriterion,
+    JudgeSample,
+    TrialRecord,
+    TrialSpec,
+    Turn,
+)
+
+
+def _record() -> TrialRecord:
+    error = {
+        "type": "error",
+        "ename": "KeyError",
+        "evalue": "'percent_mito'",
+        "traceback": [
+            "\x1b[31mTraceback\x1b[0m",
+            *[f"frame {i}" for i in range(30)],
+            "KeyError: 'percent_mito'",
+        ],
+    }
+    long_code = "x = 1\n" * 2000 + "adata.obs['percent_mito']"
+    return TrialRecord(
+        trial_id="t1",
+        status="submitted",
+        first_message="How many cells have > 2% mitochondrial reads?",
+        spec=TrialSpec(trial_id="t1", prompt_id="p", prompt="P", task_id="qc", task_ref="qc", model="m"),
+        grades=[
+            GradeResult(
+                grader="numeric_tolerance",
+                score=0.0,
+                passed=False,
+                reasoning="n_cells_high_mito: 0 vs expected 188 (outside ±2)",
+            ),
+            GradeResult(grader="format", score=1.0, passed=True),
+        ],
+        score=0.5,
+        answer={"n_cells_high_mito": 0},
+        turns=[
+            Turn(
+                index=0,
+                executions=[
+                    ExecutionRecord(code="import scanpy as sc", outputs=[], final_status="ok"),
+                    ExecutionRecord(code=long_code, outputs=[error], final_status="error"),
+                ],
+            )
+        ],
+    )
+
+
+def _evaluation(grade: float = 40.0) -> Evaluation:
+    return Evaluation(
+        trial_id="t1",
+        judge_model="j",
+        ok=True,
+        grade_mean=grade,
+        samples=[
+            JudgeSample(
+                grade=grade,
+                comments="Thresholded a fraction as a percentage.",
+                criteria=[JudgeCriterion(name="correctness", score=2, comment="wrong threshold unit")],
+            )
+        ],
+    )
+
+
+def test_evidence_holds_failed_graders_judge_comments_error_tail_and_code() -> None:
+    text = render_trial(_record(), _evaluation(), 0.5)
+    assert "numeric_tolerance (score 0.00): n_cells_high_mito: 0 vs expected 188" in text
+    assert "Passed graders: format" in text
+    assert "- correctness 2/10: wrong threshold unit" in text
+    assert "Judge comments: Thresholded a fraction as a percentage." in text
+    assert "ERROR KeyError: 'percent_mito'" in text and "frame 29" in text and "frame 5" not in text
+    assert "\x1b[" not in text  # colour codes stripped
+    assert "adata.obs['percent_mito']" in text and "characters omitted" in text  # head and tail of long code
+    assert '"n_cells_high_mito": 0' in text
+    assert "How many cells have > 2% mitochondrial reads?" in text
+
+
+def test_score_blends_the_judge_only_when_asked_and_ok() -> None:
+    record = _record()
+    assert trial_score(record, None, 0.5) == 0.5
+    assert trial_score(record, _evaluation(40.0), 0.0) == 0.5
+    assert trial_score(record, _evaluation(40.0), 0.5) == 0.45
+    failed = Evaluation(trial_id="t1", judge_model="j", ok=False, error="no verdict")
+    assert trial_score(record, failed, 0.5) == 0.5
+    record.score = None  # an ungradable trial scores zero, never crashes the search
+    assert trial_score(record, None, 0.0) == 0.0

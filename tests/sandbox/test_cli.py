@@ -1,4 +1,9 @@
-"""`cellprompt sandbox …` end to end, as a user types it (separate processes, real sandboxes)."""
+"""`cellprompt sandbox …` as a user types it: real sandboxes, the real entry point `main()`.
+
+Most calls run `main()` in-process (the CLI's import alone costs seconds on a busy
+machine); one runs the installed console script to prove exit codes and output
+of a separate process.
+"""
 
 from __future__ import annotations
 
@@ -8,76 +13,98 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cellprompt.cli.main import main
+from cellprompt.config import reset_settings
 from tests.conftest import require_sandbox_backend
 
-CLI = [sys.executable, "-m", "cellprompt.cli.main"]
+Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[dict[str, str]]:
-    state_dir = tempfile.mkdtemp(prefix="cpcli-")  # short: it holds Unix sockets
-    yield {**os.environ, "CELLPROMPT_STATE_DIR": state_dir, "COLUMNS": "200"}
-    shutil.rmtree(state_dir, ignore_errors=True)
+def state_dir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="cpcli-")  # short: it holds Unix sockets
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
-def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*CLI, "sandbox", *args], env=env, capture_output=True, text=True,
-                         timeout=300)
-    if ok:
-        assert res.returncode == 0, res.stderr
-    return res
+@pytest.fixture()
+def cli(state_dir: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
+    monkeypatch.setenv("CELLPROMPT_STATE_DIR", state_dir)
+    monkeypatch.setenv("COLUMNS", "200")
+    reset_settings()
+
+    def run(*args: str, ok: bool = True) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["cellprompt", "sandbox", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        if ok:
+            assert code == 0, err
+        return code, out, err
+
+    yield run
+    reset_settings()
 
 
-def test_detached_sandbox_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
+def test_detached_sandbox_lifecycle(cli: Cli, tmp_path: Path) -> None:
     require_sandbox_backend("bwrap")
-    sandbox_id = cli(env, "start", "--backend", "bwrap", "--memory", "1g").stdout.strip()
+    sandbox_id = cli("start", "--backend", "bwrap", "--memory", "1g")[1].strip()
     assert sandbox_id.startswith("cp-")
     try:
-        assert sandbox_id in cli(env, "status").stdout
-        assert cli(env, "exec", sandbox_id, "--code", "x = 41; print('set')").stdout == "set\n"
+        assert sandbox_id in cli("status")[1]
+        assert cli("exec", sandbox_id, "--code", "x = 41; print('set')")[1] == "set\n"
         script = tmp_path / "cell.py"
         script.write_text("x + 1")
-        result = json.loads(cli(env, "exec", sandbox_id, str(script), "--json").stdout)
+        result = json.loads(cli("exec", sandbox_id, str(script), "--json")[1])
         assert result["final_status"] == "ok"
         assert result["outputs"][0]["data"]["text/plain"] == "42"  # state kept across commands
-        assert "serving on" in cli(env, "logs", sandbox_id, "5").stdout
-        failed = cli(env, "exec", sandbox_id, "--code", "1/0", ok=False)
-        assert failed.returncode == 1 and "ZeroDivisionError" in failed.stdout
-        assert "Traceback" not in failed.stderr
+        assert "serving on" in cli("logs", sandbox_id, "5")[1]
+        code, out, err = cli("exec", sandbox_id, "--code", "1/0", ok=False)
+        assert code == 1 and "ZeroDivisionError" in out and "status error" in err
     finally:
-        cli(env, "stop", sandbox_id)
-    assert sandbox_id not in cli(env, "status").stdout
+        cli("stop", sandbox_id)
+    assert sandbox_id not in cli("status")[1]
 
 
-def test_one_shot_exec_and_user_errors(env: dict[str, str]) -> None:
+def test_one_shot_exec_and_usage_errors(cli: Cli) -> None:
     require_sandbox_backend("bwrap")
-    res = cli(env, "exec", "--backend", "bwrap", "--code", "print(6 * 7)")
-    assert res.stdout == "42\n"
-    assert "no sandboxes" in cli(env, "status").stdout  # the one-shot sandbox is gone
-    refused = cli(env, "exec", "--backend", "local", "--code", "1", ok=False)
-    assert refused.returncode != 0 and "unsafe" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    both = cli(env, "stop", ok=False)
-    assert both.returncode == 2 and "--all" in both.stderr
-    missing = cli(env, "exec", "nope.py", ok=False)
-    assert missing.returncode == 2 and "neither a running sandbox id nor a file" in missing.stderr
+    assert cli("exec", "--backend", "bwrap", "--code", "print(6 * 7)")[1] == "42\n"
+    assert "no sandboxes" in cli("status")[1]  # the one-shot sandbox is gone
+    code, _, err = cli("stop", ok=False)
+    assert code == 2 and "--all" in err
+    code, _, err = cli("exec", "nope.py", ok=False)
+    assert code == 2 and "neither a running sandbox id nor a file" in err
+    code, _, err = cli("exec", "--code", "1", "extra.py", ok=False)
+    assert code == 2
 
 
-def test_stop_all(env: dict[str, str]) -> None:
+def test_stop_all(cli: Cli) -> None:
     require_sandbox_backend("bwrap")
-    ids = [cli(env, "start", "--backend", "bwrap", "--memory", "1g").stdout.strip()
-           for _ in range(2)]
-    assert "stopped 2" in cli(env, "stop", "--all").stdout
-    status = cli(env, "status").stdout
+    ids = [cli("start", "--backend", "bwrap", "--memory", "1g")[1].strip() for _ in range(2)]
+    assert "stopped 2" in cli("stop", "--all")[1]
+    status = cli("status")[1]
     assert all(i not in status for i in ids)
 
 
-def test_build_bwrap_self_checks(env: dict[str, str]) -> None:
+def test_build_bwrap_self_checks(cli: Cli) -> None:
     require_sandbox_backend("bwrap")
-    res = cli(env, "build", "--backend", "bwrap")
-    assert "bwrap runtime ready" in res.stdout and "self-check ok" in res.stdout
+    assert "self-check ok" in cli("build", "--backend", "bwrap")[1]
+
+
+def test_console_script_reports_refusal_in_one_line(state_dir: str) -> None:
+    exe = Path(sys.executable).with_name("cellprompt")
+    res = subprocess.run([str(exe), "sandbox", "exec", "--backend", "local", "--code", "1"],
+                         env={**os.environ, "CELLPROMPT_STATE_DIR": state_dir},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert "unsafe" in res.stderr and "Traceback" not in res.stderr

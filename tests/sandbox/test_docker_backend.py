@@ -121,7 +121,8 @@ def test_inside_no_root_no_caps_no_network_read_only(sandbox: HttpSandbox) -> No
               writable("/tmp/x"), writable("/workspace/x"),
               open("/data/tiny.h5ad", "rb").read(8))
     """)
-    assert out.split("\n")[-1] == ("1000 0 1 ['lo'] False False False True True b'not real'")
+    uid = 1000 if os.getuid() == 0 else os.getuid()  # the image's user, or ours when not root
+    assert out.split("\n")[-1] == (f"{uid} 0 1 ['lo'] False False False True True b'not real'")
 
 
 def test_dataset_is_bound_not_copied(sandbox: HttpSandbox, dataset: Path) -> None:
@@ -211,6 +212,25 @@ def test_cleanup_removes_containers_of_dead_parents(engine: docker.DockerClient)
             db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
 
 
+def test_cleanup_removes_folders_whose_container_vanished(engine: docker.DockerClient) -> None:
+    """A folder whose launcher died goes; one whose container is still being created stays."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan, starting = state.new_sandbox_id(), state.new_sandbox_id()
+    for sid, parent in ((orphan, dead.pid), (starting, os.getpid())):
+        state.make_dirs(sid)
+        state.write_record(state.SandboxRecord(sandbox_id=sid, backend="docker",
+                                               container=db.container_name(sid),
+                                               parent_pid=parent))
+    try:
+        removed = db.DockerBackend().cleanup_stale()
+        assert orphan in removed and not state.sandbox_dir(orphan).exists()
+        assert starting not in removed and state.sandbox_dir(starting).exists()
+    finally:
+        state.remove_dir(orphan)
+        state.remove_dir(starting)
+
+
 def test_detached_sandbox_can_be_reattached(engine: docker.DockerClient) -> None:
     sid = _leak("detached")
     try:
@@ -219,6 +239,20 @@ def test_detached_sandbox_can_be_reattached(engine: docker.DockerClient) -> None
             assert _run(sb, "print(6*7)").strip() == "42"
         with pytest.raises(docker.errors.NotFound):
             engine.containers.get(f"cellprompt-{sid}")
+        assert not state.sandbox_dir(sid).exists()
+    finally:
+        db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
+
+
+def test_sandbox_whose_container_vanished_can_still_be_stopped(
+        engine: docker.DockerClient) -> None:
+    sid = _leak("detached")
+    try:
+        engine.api.remove_container(f"cellprompt-{sid}", force=True)  # e.g. `docker rm -f`
+        launched = db.DockerBackend().attach(sid)
+        assert not launched.alive() and launched.logs() == ""
+        launched.stop()
+        assert not state.sandbox_dir(sid).exists()
     finally:
         db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
 
@@ -317,7 +351,7 @@ def test_unavailable_base_image_is_named(engine: docker.DockerClient) -> None:
     with pytest.raises(SandboxError) as err:
         db.build_image(base_image="127.0.0.1:9/nothing:here", tag="cellprompt-test-broken:2")
     assert "base image 127.0.0.1:9/nothing:here is not available" in err.value.message
-    assert "--base-image" in err.value.message
+    assert "CELLPROMPT_DOCKER_BASE_IMAGE" in err.value.message
 
 
 # -- engine errors (no engine needed) -------------------------------------------------------

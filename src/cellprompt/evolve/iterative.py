@@ -29,14 +29,13 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
     inc = cfg.seed_prompt
     seed_id = inc_id = text_id(inc)
     inc_train = ctx.measure(inc, train)
-    inc_val_scores = {
-        t: list(s)
-        for t, s in (ctx.measure(inc, val).task_scores if separate_val else inc_train.task_scores).items()
-    }
+    seed_on_val = ctx.measure(inc, val) if separate_val else inc_train
+    inc_val_scores = {t: list(s) for t, s in seed_on_val.task_scores.items()}
     inc_reps = r  # replicates of the incumbent measured on validation so far
     seed_val = mean_of_task_means(inc_val_scores)
     ctx.set_best(inc_id, seed_val)
-    ctx.log(inc, verdict="accepted", split="train", measured=inc_train, origin="seed", reason="seed prompt")
+    ctx.log(inc, verdict="evaluated", split="train", measured=inc_train, origin="seed", reason="seed prompt")
+    ctx.log(inc, verdict="accepted", split="val", measured=seed_on_val, origin="seed", reason="seed prompt")
 
     failed: list[str] = []
     seen = {inc_id}

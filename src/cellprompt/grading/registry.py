@@ -100,7 +100,12 @@ def build_grader(spec: Any) -> Grader[Any]:
 def grade(grader: dict[str, Any], answer: dict[str, Any] | None,
           truth: dict[str, Any] | None = None, *, workspace: Path | None = None,
           datasets: Sequence[Path | Mount] = (), backend: str = "auto") -> GradeResult:
-    """Grade one answer with one grader dict exactly as written in a task or scBench eval."""
+    """Grade one answer with one grader dict exactly as written in a task or scBench eval.
+
+    `truth` is the withheld truth of a materialised task, `workspace` the host folder
+    holding the agent's files (CSV answers), `datasets` what a `python_check` may mount.
+    A bare (non-object) answer is read as `{"answer": value}`, the multiple-choice shape.
+    """
     g = build_grader(grader)
     if answer is not None and not isinstance(answer, dict):
         answer = {"answer": answer}

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellprompt import __version__
+from cellprompt.errors import CellpromptError
 from cellprompt.runs.executors import Executor, LocalExecutor
 from cellprompt.runs.plan import plan_trials
-from cellprompt.runs.pools import PooledSandboxes
+from cellprompt.runs.pools import Key, PrelaunchedSandboxes
 from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec, utcnow
 from cellprompt.runs.store import RunStore, new_run_id
 from cellprompt.runs.trial import SandboxProvider, execute_trial
@@ -102,6 +103,24 @@ class _Tracked:
                 sandbox.close()  # type: ignore[attr-defined]
 
 
+def _sandbox_keys(specs: list[TrialSpec]) -> list[Key]:
+    """The sandboxes the trials will ask for, in order; a task that cannot load is left out
+    (its trial records the error itself)."""
+    from cellprompt.tasks import load_task, materialise
+
+    mounts: dict[str, tuple[Mount, ...] | None] = {}
+    keys: list[Key] = []
+    for spec in specs:
+        if spec.task_ref not in mounts:
+            try:
+                mounts[spec.task_ref] = (materialise(load_task(spec.task_ref)).mount(),)
+            except CellpromptError:
+                mounts[spec.task_ref] = None
+        if (found := mounts[spec.task_ref]) is not None:
+            keys.append((spec.sandbox_backend, found))
+    return keys
+
+
 def _safe_trial(spec: TrialSpec, run_dir: Path, provider: SandboxProvider,
                 stop: threading.Event) -> TrialRecord:
     """A bug in one trial becomes that trial's `error` record; the run goes on."""
@@ -128,7 +147,7 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
                            skipped=len(specs) - len(todo))
     executor = executor or LocalExecutor(parallel)
     stop = threading.Event()
-    pools = PooledSandboxes(parallel) if provider is None else None
+    pools = PrelaunchedSandboxes(_sandbox_keys(todo), parallel) if provider is None else None
     tracked = _Tracked(provider or pools)  # type: ignore[arg-type]
     store.mark("running")
     records = executor.run(lambda s: _safe_trial(s, store.path, tracked, stop), todo, stop)

@@ -96,6 +96,7 @@ class TrialRecord(BaseModel):
     wall_s: float = 0.0
     model_s: float = 0.0
     exec_s: float = 0.0
+    grade_s: float = 0.0  # graders, including python_check's own sandbox
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime = Field(default_factory=utcnow)
 

@@ -112,7 +112,9 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         record.status, record.limit, record.error = outcome.status, outcome.limit, outcome.error
         record.turns, record.answer, record.usage = outcome.turns, outcome.answer, outcome.usage
         record.model_s, record.exec_s = outcome.model_s, outcome.exec_s
+        t_grade = time.monotonic()
         record.grades = [grade(g, outcome.answer, mat.truth, workspace=workspace) for g in task.graders]
+        record.grade_s = time.monotonic() - t_grade
         record.score = sum(g.score for g in record.grades) / len(record.grades)
         record.passed = all(g.passed for g in record.grades)
     except CellpromptError as exc:

@@ -46,6 +46,7 @@ ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONPATH": INSIDE_PARENT,
 }
+_WORKS: set[str] = set()  # bwrap binaries whose probe passed: probe once per process
 BWRAP_FIX = ("install bubblewrap (`apt-get install bubblewrap`) and allow unprivileged user "
              "namespaces (sysctl kernel.unprivileged_userns_clone=1), or run as root")
 
@@ -108,10 +109,9 @@ class BwrapBackend(Backend):
     def __init__(self, python: Path | None = None) -> None:
         # the sandbox's Python runtime; by default the one running cellprompt
         self.python = python or Path(sys.executable)
-        self._checked = False
 
     def check(self) -> None:
-        if self._checked:
+        if _bwrap() in _WORKS:
             return
         if not sys.platform.startswith("linux"):
             raise SandboxUnavailableError("the bwrap backend needs Linux; use backend docker")
@@ -124,7 +124,7 @@ class BwrapBackend(Backend):
             raise SandboxUnavailableError(
                 f"bubblewrap cannot create namespaces here ({res.stderr.strip()[:200]}): "
                 f"{BWRAP_FIX}")
-        self._checked = True
+        _WORKS.add(probe[0])
 
     def launch(self, spec: SandboxSpec, sandbox_id: str) -> Launched:
         self.check()

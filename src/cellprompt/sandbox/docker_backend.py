@@ -23,6 +23,7 @@ import tarfile
 import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ IMAGE_REPO = "cellprompt-sandbox"
 LABEL = "org.cellprompt"  # prefix of every label we set on images and containers
 REBUILD = "rebuild it with `cellprompt sandbox build --backend docker`"
 START_TIMEOUT_S = 120.0
+ORPHAN_GRACE_S = 300.0  # a detached sandbox's folder may precede its container by this much
 RUN_IN = "/run/cellprompt"  # where the host's per-sandbox `run/` folder appears in the container
 SERVICE_COMMAND = ["python", "-m", "service", "--uds", f"{RUN_IN}/kernel.sock",
                    "--token-file", f"{RUN_IN}/token", "--workspace", "/workspace"]
@@ -197,7 +199,7 @@ def _build_failure(error: str, last: list[str], base: str) -> str:
     step = next((line for line in reversed(last) if line.startswith("Step ")), "")
     if " : FROM " in step or "pull access denied" in error:
         return (f"docker image build failed: base image {base} is not available ({error[-300:]})"
-                "; pull it, or pass --base-image with an image the engine has")
+                "; pull it, or set CELLPROMPT_DOCKER_BASE_IMAGE to an image the engine has")
     where = f" at {step}" if step else ""
     return (f"docker image build failed{where}: {error[-400:]}; fix the cause and rerun "
             "`cellprompt sandbox build --backend docker`")
@@ -271,20 +273,18 @@ def _remove_quietly(client: DockerClient, name: str, base: Path) -> None:
 
 
 class DockerLaunched(Launched):
-    """A running sandbox container."""
+    """A sandbox container, known by name (it may have vanished: then it is simply not alive)."""
 
-    def __init__(self, client: DockerClient, container: Container, sandbox_id: str,
+    def __init__(self, client: DockerClient, name: str, sandbox_id: str,
                  endpoint: Endpoint, base: Path, detached: bool) -> None:
         self.sandbox_id = sandbox_id
         self.endpoint = endpoint
         self.workspace = base / "workspace"
-        self.container_name = container.name
+        self.container_name = name
         self._client = client
-        self._container = container
         self._base = base
         # Garbage collection and interpreter exit remove a non-detached container too.
-        self._finalizer = weakref.finalize(self, _remove_quietly, client, container.name,
-                                           base)
+        self._finalizer = weakref.finalize(self, _remove_quietly, client, name, base)
         if detached:
             self._finalizer.detach()
 
@@ -292,10 +292,10 @@ class DockerLaunched(Launched):
         from docker.errors import NotFound
 
         try:
-            self._container.reload()
+            return bool(self._client.api.inspect_container(self.container_name)["State"]
+                        ["Running"])
         except NotFound:
             return False
-        return self._container.status == "running"
 
     def stop(self) -> None:
         self._finalizer.detach()
@@ -305,7 +305,8 @@ class DockerLaunched(Launched):
         from docker.errors import NotFound
 
         try:
-            return self._container.logs(tail=lines).decode(errors="replace")
+            return self._client.api.logs(self.container_name, tail=lines).decode(
+                errors="replace")
         except NotFound:
             return ""
 
@@ -392,7 +393,7 @@ class DockerBackend(Backend):
         from docker.errors import APIError
 
         try:
-            container = self.client.containers.run(
+            self.client.containers.run(
                 image.id, SERVICE_COMMAND, detach=True, name=name, hostname="sandbox", user=user,
                 labels=_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
@@ -406,7 +407,7 @@ class DockerBackend(Backend):
             _remove(self.client, name, base)
             raise SandboxError(f"docker could not start sandbox {sandbox_id}: "
                                f"{' '.join(str(exc.explanation or exc).split())}") from None
-        launched = DockerLaunched(self.client, container, sandbox_id,
+        launched = DockerLaunched(self.client, name, sandbox_id,
                                   Endpoint(token=token, uds=run / "kernel.sock"), base,
                                   spec.detached)
         launched.wait_until_serving()
@@ -442,12 +443,20 @@ class DockerBackend(Backend):
                 base = Path(labels.get(f"{LABEL}.state-dir") or state.state_root() / "-")
                 _remove(self.client, container.name, base)
                 removed.append(labels.get(f"{LABEL}.sandbox", container.name))
-        for rec in state.all_records():  # folders whose container vanished with the engine
+        for rec in state.all_records():  # folders whose container vanished (engine reset...)
             if rec.backend == self.name and rec.sandbox_id not in removed and (
-                    include_live or not self._exists(rec.container)):
+                    include_live or self._orphaned(rec)):
                 state.remove_dir(rec.sandbox_id)
                 removed.append(rec.sandbox_id)
         return removed
+
+    def _orphaned(self, rec: state.SandboxRecord) -> bool:
+        """A folder with no container, not one whose container is being created right now."""
+        if self._exists(rec.container):
+            return False
+        if rec.detached:
+            return (datetime.now(timezone.utc) - rec.created).total_seconds() > ORPHAN_GRACE_S
+        return not state.pid_alive(rec.parent_pid)
 
     def _exists(self, name: str | None) -> bool:
         from docker.errors import NotFound
@@ -461,24 +470,17 @@ class DockerBackend(Backend):
         return True
 
     def attach(self, sandbox_id: str) -> DockerLaunched:
-        """The running sandbox `sandbox_id` (a detached one, for `sandbox exec/stop/logs`)."""
-        from docker.errors import NotFound
-
+        """The recorded sandbox `sandbox_id`, running or not (for `sandbox exec/stop/logs`)."""
         rec = state.read_record(sandbox_id)
         if rec is None or rec.backend != self.name or rec.container is None:
             raise SandboxError(f"no docker sandbox {sandbox_id}; see `cellprompt sandbox status`")
-        try:
-            container = self.client.containers.get(rec.container)
-        except NotFound:
-            raise SandboxError(f"docker sandbox {sandbox_id} is gone (its container was "
-                               "removed); `cellprompt sandbox stop --all` clears it") from None
         endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None)
-        return DockerLaunched(self.client, container, sandbox_id, endpoint,
+        return DockerLaunched(self.client, rec.container, sandbox_id, endpoint,
                               state.sandbox_dir(sandbox_id), detached=True)
 
 
 def _is_stale(status: str, labels: dict[str, str]) -> bool:
-    if status != "running":
+    if status in ("exited", "dead"):
         return True
     if labels.get(f"{LABEL}.detached") == "1":
         return False

@@ -92,15 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     args = _args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = _read_token(args.token_file)
-    procs.harden_self()
-    if args.parent_pid:
-        _watch_parent(args.parent_pid)
     args.workspace.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workspace)
-    if args.uds:
-        os.umask(0o077)
     private = Path(tempfile.mkdtemp(prefix="cellprompt-service-"))
     first = KernelProcess(private, args.workspace)  # boots while we import the rest
+    procs.harden_self()  # before the kernel can run any code: it is still importing
+    if args.parent_pid:
+        _watch_parent(args.parent_pid)
     try:
         import uvloop
     except ImportError:

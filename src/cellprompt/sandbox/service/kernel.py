@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
-
 from service import procs
 from service.kernel_process import KernelProcess
 from service.outputs import DEFAULT_CAP, OutputCollector
@@ -78,19 +77,29 @@ class KernelRunner:
         kc.load_connection_info(kp.info)
         kc.start_channels(hb=False)
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:  # the kernel answers kernel_info once its shell is up
-            kc.kernel_info()
-            try:
-                await kc.get_shell_msg(timeout=0.25)
-                break
-            except queue.Empty:
-                if not kp.alive() or time.monotonic() > deadline:
-                    kc.stop_channels()
-                    self.state = "dead"
-                    raise RuntimeError(_death_message(kp.exit_code())) from None
+        while not await self._answers(kc):
+            if not kp.alive() or time.monotonic() > deadline:
+                kc.stop_channels()
+                self.state = "dead"
+                raise RuntimeError(_death_message(kp.exit_code()))
         self._kc = kc
         self.state = "ready"
         log.info("kernel ready (pid %s)", kp.pid)
+
+    @staticmethod
+    async def _answers(kc: AsyncKernelClient) -> bool:
+        """Ready means a kernel_info reply *and* its status on IOPub: a SUB socket drops
+        whatever is published before its subscription is through, and a cell's output
+        must not be lost that way."""
+        msg_id = kc.kernel_info()
+        try:
+            await kc.get_shell_msg(timeout=0.25)
+            while True:
+                msg = await kc.get_iopub_msg(timeout=0.25)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return True
+        except queue.Empty:
+            return False
 
     def kernel_pid(self) -> int | None:
         return self._kp.pid if self._kp is not None else None

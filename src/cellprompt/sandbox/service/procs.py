@@ -75,9 +75,13 @@ def kill_descendants(keep: frozenset[int] = frozenset(), rounds: int = 20) -> in
 
 
 def reap_zombies(keep: frozenset[int] = frozenset()) -> None:
-    """Collect exit statuses of adopted children, leaving the kernel's to its own manager."""
-    me = os.getpid()
-    for pid, ppid in _parents().items():
-        if ppid == me and pid not in keep:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
+    """Collect exit statuses of adopted children, leaving the kernel's to its own Popen."""
+    while True:
+        try:  # WNOWAIT: peek first, so that a kernel's exit status is never stolen
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in keep:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, 0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from cellprompt.errors import MissingAPIKeyError
 from cellprompt.runs.runner import create_run, plan_trials, run
 from cellprompt.runs.schema import Limits, TrialRecord
 from cellprompt.runs.store import RunStore
@@ -129,3 +132,21 @@ def test_figures_are_saved_and_shown_to_the_model(run_env: Path, fake_openai) ->
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fake_openai.requests[1].image_count == 1
     assert trial.status == "submitted" and not trial.passed
+
+
+def test_anthropic_agent_solves_task(run_env: Path, fake_anthropic) -> None:
+    fake_anthropic.policy = solving_policy()
+    specs = plan_trials(prompts={"p": PROMPT}, tasks=[QUICK_TASK], models=["anthropic:claude-sonnet-4-5"],
+                        sandbox_backend="bwrap", base_url=fake_anthropic.url)
+    store = create_run(run_env, specs)
+    run(specs, store)
+    [trial] = store.trials()
+    assert trial.status == "submitted" and trial.passed
+    assert fake_anthropic.requests[0].system == PROMPT
+    assert trial.usage.cost_usd > 0  # priced from the table
+
+
+def test_missing_api_key_fails_before_any_trial(run_env: Path) -> None:
+    with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY is not set"):
+        plan_trials(prompts={"p": PROMPT}, tasks=[QUICK_TASK], models=["openai:gpt-4o"])
+    assert not run_env.exists()

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import anndata as ad
+from typing import TYPE_CHECKING
 
 from cellprompt.datasets.files import atomic_write_model, atomic_write_with, sha256_file
 from cellprompt.datasets.models import DatasetMetadata
 from cellprompt.errors import DatasetError
+
+if TYPE_CHECKING:  # anndata takes a second to import; the CLI must start fast
+    import anndata as ad
 
 
 def _pbmc68k_reduced() -> ad.AnnData:

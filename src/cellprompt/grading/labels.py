@@ -17,8 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from cellprompt.errors import GradingError
 from cellprompt.grading.base import GradeResult
@@ -80,6 +78,8 @@ def best_match_accuracy(truth: list[str], pred: list[str], mode: str) -> tuple[f
     if mode == "majority":
         rows, cols = np.arange(len(p_names)), table.argmax(axis=1)
     else:
+        from scipy.optimize import linear_sum_assignment
+
         rows, cols = linear_sum_assignment(table, maximize=True)
     mapping = {str(p_names[r]): str(t_names[c]) for r, c in zip(rows, cols, strict=True)
                if p_names[r] != MISSING}
@@ -130,6 +130,8 @@ class LabelAgreement(Grader[AgreementConfig]):
         t = [truth[c] for c in cells]
         p = [pred.get(c, MISSING) for c in cells]
         accuracy, mapping = best_match_accuracy(t, p, self.config.matching)
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # slow import
+
         metrics: dict[str, Any] = {
             "accuracy": accuracy, "ari": float(adjusted_rand_score(t, p)),
             "nmi": float(normalized_mutual_info_score(t, p)),

@@ -54,6 +54,10 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
 
     if replicates < 1:
         raise UsageError("--replicates must be at least 1")
+    from cellprompt.llm import make_model
+
+    for model in models:  # a bad spec or a missing key fails now, not once per trial
+        make_model(model, base_url=base_url)
     resolved = [(ref, load_task(ref)) for ref in tasks]
     specs: list[TrialSpec] = []
     for prompt_id, prompt in prompts.items():

@@ -19,6 +19,7 @@ import pytest
 from cellprompt.config import reset_settings
 from cellprompt.evolve import EvolveConfig, new_evolution_id, run_evolution, start_evolution
 from cellprompt.evolve.reflection import CLOSE, OPEN, extract_prompt
+from cellprompt.evolve.report import write_report
 from cellprompt.evolve.runner_evaluator import RunnerEvaluator
 from cellprompt.llm import make_model
 from cellprompt.tasks import load_task
@@ -118,6 +119,9 @@ def test_gepa_improves_a_bad_prompt_through_the_fake_server(fake_openai, isolate
     assert summary.test is not None
     _check(folder.path, summary.test.model_dump(), fake_openai, 18)
     assert summary.cost.trials == len((folder.run_dir / "trials.jsonl").read_text().splitlines())
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert "best validation score against trials used" in page and "data:image/png;base64," in page
+    assert "diff_add" in page  # the seed-vs-best diff shows the added rule
 
 
 def test_cli_evolve_iterative_improves_a_bad_prompt(fake_openai, isolated: Path) -> None:

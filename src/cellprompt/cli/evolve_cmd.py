@@ -183,3 +183,6 @@ def _run(folder: EvolutionFolder) -> None:
         f"{summary.candidates} candidate(s), {summary.cost.trials} trial(s), "
         f"${summary.cost.total_cost_usd:.4f}; best prompt: {folder.path / 'best_prompt.txt'}"
     )
+    from cellprompt.evolve.report import write_report
+
+    out.print(f"report: {write_report(folder)}", highlight=False)

@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_command(
-        runs: list[str] = typer.Argument(..., help="One or more run folders or ids."),
+        runs: list[str] = typer.Argument(..., help="One or more run folders or ids, or an evolution folder."),
         output: Path | None = typer.Option(
             None, "-o", "--output", help="HTML file (default RUN/report.html)."
         ),
@@ -125,6 +125,14 @@ def register(app: typer.Typer) -> None:
         if fmt not in ("html", "table", "json"):
             raise UsageError(f"--format {fmt} is not one of html, table, json")
         settings = get_settings()
+        if fmt == "html" and len(runs) == 1 and (Path(runs[0]) / "evolve.json").is_file():
+            from cellprompt.evolve import EvolutionFolder
+            from cellprompt.evolve.report import write_report
+
+            with err.status("building the evolution report"):
+                path = write_report(EvolutionFolder.open(runs[0]), output)
+            out.print(f"wrote {path}", highlight=False)
+            return
         stores = [RunStore.open(r, settings.outputs_dir) for r in runs]
         if fmt == "json":
             typer.echo(stats_for_stores(stores).model_dump_json(indent=2))

@@ -95,3 +95,13 @@ def _fmt(x: float | None) -> str:
 
 def _mean(scores: list[float]) -> str:
     return _fmt(sum(scores) / len(scores) if scores else None)
+
+
+def write_report(folder: EvolutionFolder, out: Path | None = None) -> Path:
+    """The run report of every trial the evolution ran, with its curve and seed-vs-best diff on top."""
+    from cellprompt.export.report import build_report
+    from cellprompt.runs.store import RunStore
+
+    cfg = folder.config()
+    return build_report([RunStore.open(folder.run_dir)], out or folder.path / "report.html",
+                        title=f"evolution {cfg.evolution_id}", extra_sections=[html_section(folder)])

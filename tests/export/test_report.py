@@ -12,8 +12,9 @@ import nbformat
 import pytest
 
 from cellprompt.export.report import build_report
+from cellprompt.jsonl import TruncatedLineWarning
 from cellprompt.runs.schema import ExecutionRecord
-from cellprompt.runs.store import RunStore, TruncatedLineWarning
+from cellprompt.runs.store import RunStore
 from tests.export.run_factory import make_run, make_trial
 
 

@@ -20,9 +20,10 @@ from cellprompt.grading.judge import (
     transcript,
     truncate,
 )
+from cellprompt.jsonl import TruncatedLineWarning
 from cellprompt.llm import make_model
 from cellprompt.runs.schema import ExecutionRecord, RunManifest, TrialRecord, TrialSpec, Turn
-from cellprompt.runs.store import RunStore, TruncatedLineWarning
+from cellprompt.runs.store import RunStore
 from cellprompt.tasks.spec import Task
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI

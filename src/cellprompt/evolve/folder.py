@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -26,14 +24,11 @@ from pydantic import BaseModel, ValidationError
 
 from cellprompt.errors import EvolveError
 from cellprompt.evolve.schema import EVOLVE_SCHEMA_VERSION, CandidateRecord, EvolveConfig
+from cellprompt.jsonl import append_line, read_lines
 from cellprompt.llm.base import ChatReply
 from cellprompt.runs.schema import Evaluation, TrialRecord
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class TruncatedLineWarning(UserWarning):
-    """An evolution file ends in a partial line (a crash mid-write); the rest was kept."""
 
 
 def text_id(text: str) -> str:
@@ -66,35 +61,6 @@ class Progress(BaseModel):
     trials_used: int
     best_val: float | None
     best_id: str | None
-
-
-def _append(path: Path, model: BaseModel) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(model.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _read(path: Path, model: type[M]) -> Iterator[M]:
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield model.model_validate_json(line)
-        except ValidationError as exc:
-            if number == len(lines) and not line.endswith("\n"):
-                warnings.warn(
-                    f"{path}: line {number} is truncated (a crash mid-write); skipped",
-                    TruncatedLineWarning,
-                    stacklevel=2,
-                )
-                continue
-            raise EvolveError(
-                f"{path}: line {number} is not valid ({exc.errors()[0]['msg']}); fix or remove that line"
-            ) from exc
 
 
 class EvolutionFolder:
@@ -156,22 +122,22 @@ class EvolutionFolder:
             raise EvolveError(f"{self.config_path} is not a valid evolution config: {exc}") from exc
 
     def append_candidate(self, record: CandidateRecord) -> None:
-        _append(self.candidates_path, record)
+        append_line(self.candidates_path, record)
 
     def candidates(self) -> list[CandidateRecord]:
-        return list(_read(self.candidates_path, CandidateRecord))
+        return list(read_lines(self.candidates_path, CandidateRecord, EvolveError))
 
     def append_trial(self, banked: BankedTrial) -> None:
-        _append(self.trials_path, banked)
+        append_line(self.trials_path, banked)
 
     def trials(self) -> list[BankedTrial]:
-        return list(_read(self.trials_path, BankedTrial))
+        return list(read_lines(self.trials_path, BankedTrial, EvolveError))
 
     def append_reply(self, cached: CachedReply) -> None:
-        _append(self.reflections_path, cached)
+        append_line(self.reflections_path, cached)
 
     def replies(self) -> list[CachedReply]:
-        return list(_read(self.reflections_path, CachedReply))
+        return list(read_lines(self.reflections_path, CachedReply, EvolveError))
 
     def progress(self) -> list[Progress]:
         """Best validation score against trials used, one point per step that changed either."""

@@ -9,51 +9,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import warnings
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from cellprompt.errors import RunError
+from cellprompt.jsonl import append_line, read_lines
 from cellprompt.runs.schema import Evaluation, RunManifest, TrialRecord, utcnow
-
-
-class TruncatedLineWarning(UserWarning):
-    """A JSONL file ends in a partial line (a crash mid-write); the rest was kept."""
 
 
 def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def _append_line(path: Path, model: BaseModel) -> None:
-    """One `write` of one whole line, flushed and fsynced: a crash leaves at most a partial tail."""
-    line = model.model_dump_json() + "\n"
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _read_lines(path: Path, model: type[BaseModel]) -> Iterator[BaseModel]:
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield model.model_validate_json(line)
-        except ValidationError as exc:
-            last = number == len(lines)
-            if last and not line.endswith("\n"):
-                warnings.warn(f"{path}: line {number} is truncated (a crash mid-write); skipped",
-                              TruncatedLineWarning, stacklevel=2)
-                continue
-            raise RunError(f"{path}: line {number} is not a valid record ({exc.errors()[0]['msg']}); "
-                           "fix or remove that line") from exc
 
 
 class RunStore:
@@ -123,20 +90,20 @@ class RunStore:
         self.write_manifest(manifest)
 
     def append_trial(self, record: TrialRecord) -> None:
-        _append_line(self.trials_path, record)
+        append_line(self.trials_path, record)
 
     def trials(self) -> list[TrialRecord]:
         """Every finished trial; a later line for the same trial id replaces an earlier one."""
         by_id: dict[str, TrialRecord] = {}
-        for rec in _read_lines(self.trials_path, TrialRecord):
-            by_id[rec.trial_id] = rec  # type: ignore[union-attr]
+        for rec in read_lines(self.trials_path, TrialRecord, RunError):
+            by_id[rec.trial_id] = rec
         return list(by_id.values())
 
     def append_evaluation(self, evaluation: Evaluation) -> None:
-        _append_line(self.evaluations_path, evaluation)
+        append_line(self.evaluations_path, evaluation)
 
     def evaluations(self) -> dict[str, Evaluation]:
-        return {e.trial_id: e for e in _read_lines(self.evaluations_path, Evaluation)}  # type: ignore[union-attr]
+        return {e.trial_id: e for e in read_lines(self.evaluations_path, Evaluation, RunError)}
 
     def write_json(self, name: str, data: object) -> Path:
         path = self.path / name

@@ -78,6 +78,18 @@ def test_timeout_interrupts_and_keeps_state(module_sandbox: HttpSandbox) -> None
     assert after.outputs == [{"type": "stream", "name": "stdout", "text": "still here\n"}]
 
 
+def test_uninterruptible_cell_gets_a_restart(module_sandbox: HttpSandbox) -> None:
+    module_sandbox.execute("lost = 1")
+    started = time.monotonic()
+    r = module_sandbox.execute("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)"
+                               "\nwhile True:\n    time.sleep(0.05)", timeout=1)
+    assert time.monotonic() - started < 1 + 3
+    assert r.final_status == "timeout" and r.state_lost
+    assert "restarted" in (r.message or "")
+    after = module_sandbox.execute("'lost' in globals()")
+    assert after.outputs[0]["data"]["text/plain"] == "False"
+
+
 def test_no_output_leaks_into_the_next_reply(module_sandbox: HttpSandbox) -> None:
     module_sandbox.execute("import time\nfor i in range(100):\n    print('old', i, flush=True)"
                            "\n    time.sleep(0.05)", timeout=1)

@@ -64,6 +64,7 @@ class KernelRunner:
         self._kp: KernelProcess | None = None
         self._kc: AsyncKernelClient | None = None
         self._ready: asyncio.Task[None] | None = None
+        self._interrupts_sent = 0  # their replies wait on the control channel until drained
 
     async def start(self) -> None:
         """Launch the kernel (unless already launched); readiness is awaited lazily."""
@@ -133,6 +134,7 @@ class KernelRunner:
     async def interrupt(self) -> None:
         if self._kc is not None and self.state == "ready":
             self._kc.control_channel.send(self._kc.session.msg("interrupt_request", content={}))
+            self._interrupts_sent += 1
 
     async def shutdown(self) -> None:
         if self._kc is not None:
@@ -145,7 +147,11 @@ class KernelRunner:
     async def _drain(self) -> None:
         """Execute and interrupt replies are not needed (iopub says everything): drop them."""
         assert self._kc is not None
-        for get in (self._kc.get_shell_msg, self._kc.get_control_msg):
+        gets = [self._kc.get_shell_msg]
+        if self._interrupts_sent:
+            gets.append(self._kc.get_control_msg)
+            self._interrupts_sent = 0
+        for get in gets:
             with contextlib.suppress(queue.Empty):
                 while True:
                     await get(timeout=0)

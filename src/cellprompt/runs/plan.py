@@ -56,9 +56,15 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
         raise UsageError("--replicates must be at least 1")
     from cellprompt.llm import make_model
 
-    for model in models:  # a bad spec or a missing key fails now, not once per trial
-        make_model(model, base_url=base_url)
     resolved = [(ref, load_task(ref)) for ref in tasks]
+    for model in models:  # a bad spec or a missing key fails now, not once per trial
+        if model == "reference":
+            for _, task in resolved:
+                if task.reference is None:
+                    raise UsageError(f"task {task.id} has no reference solution: "
+                                     "the reference model cannot play it")
+        else:
+            make_model(model, base_url=base_url)
     specs: list[TrialSpec] = []
     for prompt_id, prompt in prompts.items():
         for model in models:

@@ -7,6 +7,7 @@ into the sandbox), so building means installing whatever of
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,9 +36,30 @@ def missing_modules(python: Path) -> list[str]:
     return res.stdout.split()
 
 
+def build_numba_seed(python: Path, seed: Path) -> None:
+    """Run the warm-up (our own code, on the host) into a fresh folder, then move it in place."""
+    import shutil
+    import tempfile
+
+    from cellprompt.sandbox.process import SERVICE_PACKAGE_PARENT
+
+    seed.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=seed.parent))
+    try:
+        res = subprocess.run([str(python), "-m", "service.numba_seed", str(tmp / "cache")],
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp),
+                                  "PYTHONPATH": str(SERVICE_PACKAGE_PARENT)},
+                             capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            raise SandboxError(f"the numba warm-up failed: {res.stderr.strip()[-400:]}")
+        os.replace(tmp / "cache", seed)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_bwrap(python: Path | None = None, progress: Progress | None = None) -> str:
     """Install missing requirements into the runtime, then self-check; return a summary."""
-    from cellprompt.sandbox.bwrap_backend import BwrapBackend
+    from cellprompt.sandbox.bwrap_backend import BwrapBackend, numba_seed_dir
 
     say = progress or (lambda _msg: None)
     python = python or Path(sys.executable)
@@ -51,6 +73,10 @@ def build_bwrap(python: Path | None = None, progress: Progress | None = None) ->
         if res.returncode != 0:
             raise SandboxError(f"pip could not install the sandbox requirements: "
                                f"{res.stderr.strip()[-400:]}")
+    seed = numba_seed_dir(python)
+    if not seed.is_dir():
+        say("compiling scanpy's numba functions once for every sandbox (about 30 s)")
+        build_numba_seed(python, seed)
     say("starting a sandbox to self-check")
     launched = backend.launch(SandboxSpec(memory="2g"), state.new_sandbox_id())
     with HttpSandbox(launched, backend.name) as sb:

@@ -27,6 +27,7 @@ from cellprompt.sandbox.process import (
     start_process,
     write_token,
 )
+from cellprompt.sandbox.service.numba_seed import SEED_ENV, SEED_INSIDE
 
 INSIDE_PARENT = "/opt/cellprompt"  # the service package appears at /opt/cellprompt/service
 INSIDE_RUN = "/run/cellprompt"
@@ -75,6 +76,27 @@ def _runtime_binds(python: Path) -> list[str]:
     return args
 
 
+def numba_seed_dir(python: Path) -> Path:
+    """Where `sandbox build` puts the warm numba cache of this runtime (see service/numba_seed.py).
+
+    Keyed by the runtime and its numba/scanpy versions: numba's cache is only valid for the
+    very files and versions that compiled it.
+    """
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from cellprompt.config import get_settings
+
+    parts = [str(python.absolute())]
+    for pkg in ("numba", "scanpy", "umap-learn", "pynndescent"):
+        try:
+            parts.append(f"{pkg}={version(pkg)}")
+        except PackageNotFoundError:
+            parts.append(f"{pkg}=-")
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return get_settings().cache_dir / "numba-seed" / key
+
+
 def bwrap_argv(spec: SandboxSpec, base: Path, python: Path, uid_map: bool = True) -> list[str]:
     """The full bubblewrap command line for one sandbox rooted at host folder `base`."""
     bwrap = _bwrap() or "bwrap"
@@ -85,6 +107,9 @@ def bwrap_argv(spec: SandboxSpec, base: Path, python: Path, uid_map: bool = True
         args.append("--die-with-parent")
     args += _runtime_binds(python)
     args += ["--ro-bind", str(SERVICE_PACKAGE_PARENT / "service"), f"{INSIDE_PARENT}/service"]
+    seed = numba_seed_dir(python)
+    if seed.is_dir():
+        args += ["--ro-bind", str(seed), SEED_INSIDE, "--setenv", SEED_ENV, SEED_INSIDE]
     for mount in spec.datasets:
         args += ["--ro-bind", str(mount.source.resolve()), f"/data/{mount.name}"]
     if not spec.datasets:

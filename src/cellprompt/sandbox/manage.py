@@ -85,9 +85,17 @@ def stop(sandbox_id: str) -> None:
 
 
 def stop_all() -> list[str]:
+    """Every sandbox with a record here, and every cellprompt container the engine still runs
+    (also those whose record folder is gone)."""
     stopped = []
     for rec in state.all_records():
         with contextlib.suppress(SandboxError):
             stop(rec.sandbox_id)
             stopped.append(rec.sandbox_id)
-    return stopped
+    try:
+        from cellprompt.sandbox.docker_backend import DockerBackend
+
+        removed = DockerBackend().cleanup_stale(include_live=True)
+    except (ImportError, SandboxError):
+        return stopped  # no docker SDK or no engine: nothing of ours can be running there
+    return stopped + [s for s in removed if s not in stopped]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from service import procs
 from service.kernel_process import KernelProcess
+from service.numba_seed import seed_cache
 from service.outputs import DEFAULT_CAP
 
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     private = Path(tempfile.mkdtemp(prefix="cellprompt-service-"))
     first = KernelProcess(private, args.workspace)  # boots while we import the rest
     procs.harden_self()  # before the kernel can run any code: it is still importing
+    seed_cache()  # long before agent code can import numba
     if args.parent_pid:
         _watch_parent(args.parent_pid)
     try:

@@ -57,7 +57,7 @@ def test_fenced_code_agent_runs_every_block(run_env: Path, fake_openai) -> None:
 
     fake_openai.policy = policy
     _, [trial] = run_one(run_env, fake_openai.url)
-    assert trial.status == "submitted" and trial.passed
+    assert trial.status == "submitted" and trial.passed, trial.error
     assert [e.code.strip() for e in trial.turns[0].executions] == [c.strip() for c in cells]
     assert trial.turns[0].feedback.count("Code execution result:") == 2
 
@@ -65,7 +65,7 @@ def test_fenced_code_agent_runs_every_block(run_env: Path, fake_openai) -> None:
 def test_model_that_never_writes_code_ends_at_turn_limit(run_env: Path, fake_openai) -> None:
     fake_openai.policy = lambda request: Reply(text="I would cluster the cells with Leiden.")
     _, [trial] = run_one(run_env, fake_openai.url, limits=Limits(max_turns=3))
-    assert trial.status == "limit_reached" and trial.limit == "max_turns"
+    assert trial.status == "limit_reached" and trial.limit == "max_turns", trial.error
     assert len(trial.turns) == 3 and not trial.passed and trial.score == 0.0
     assert "No tool was called" in fake_openai.requests[1].user_texts[-1]
 
@@ -82,7 +82,7 @@ def test_rate_limit_is_waited_out(run_env: Path, fake_openai) -> None:
     fake_openai.push(Error(429, "slow down", headers={"Retry-After": "1"}))
     fake_openai.policy = solving_policy()
     _, [trial] = run_one(run_env, fake_openai.url)
-    assert trial.status == "submitted" and trial.passed
+    assert trial.status == "submitted" and trial.passed, trial.error
     assert len(fake_openai.requests) == 4  # the 429, then three calls
 
 
@@ -101,7 +101,7 @@ def test_malformed_tool_arguments_are_reported_back(run_env: Path, fake_openai) 
     fake_openai.policy = solving_policy()
     _, [trial] = run_one(run_env, fake_openai.url)
     assert "not valid JSON" in trial.turns[0].feedback
-    assert trial.status == "submitted" and trial.passed
+    assert trial.status == "submitted" and trial.passed, trial.error
 
 
 def test_hanging_model_times_out(run_env: Path, fake_openai, monkeypatch) -> None:
@@ -141,7 +141,7 @@ def test_anthropic_agent_solves_task(run_env: Path, fake_anthropic) -> None:
     store = create_run(run_env, specs)
     run(specs, store)
     [trial] = store.trials()
-    assert trial.status == "submitted" and trial.passed
+    assert trial.status == "submitted" and trial.passed, trial.error
     assert fake_anthropic.requests[0].system == PROMPT
     assert trial.usage.cost_usd > 0  # priced from the table
 

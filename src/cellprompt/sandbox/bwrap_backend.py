@@ -121,6 +121,8 @@ def bwrap_argv(spec: SandboxSpec, base: Path, python: Path, uid_map: bool = True
              "--chdir", "/workspace"]
     for key, value in ENV.items():
         args += ["--setenv", key, value]
+    # joblib cannot count physical cores without /sys/devices; tell it what it may use
+    args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus)))]
     args += ["--", str(python), "-m", "service", "--uds", f"{INSIDE_RUN}/kernel.sock",
              "--token-file", f"{INSIDE_RUN}/token", "--workspace", "/workspace"]
     return args

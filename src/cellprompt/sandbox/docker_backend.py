@@ -399,6 +399,7 @@ class DockerBackend(Backend):
                 network_mode="none", read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={memory},mode=1777"},
                 volumes=volumes, working_dir="/opt/cellprompt",
+                environment={"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus)))},
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(spec.cpus * 1e9),
                 pids_limit=spec.pids, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 init=True, ipc_mode="private", log_config={"type": "json-file",

@@ -3,7 +3,7 @@
 from cellprompt.tasks.loader import builtin_tasks, load_task, load_tasks
 from cellprompt.tasks.materialise import MaterialisedTask, materialise
 from cellprompt.tasks.spec import AnswerField, ReferenceSolution, Task, TaskLimits, TaskMetadata, Withhold
-from cellprompt.tasks.validate import ValidationReport, answer_from_output, grade_task, validate
+from cellprompt.tasks.validate import ValidationReport, grade_task, validate
 
 __all__ = [
     "AnswerField",
@@ -14,7 +14,6 @@ __all__ = [
     "TaskMetadata",
     "ValidationReport",
     "Withhold",
-    "answer_from_output",
     "builtin_tasks",
     "grade_task",
     "load_task",

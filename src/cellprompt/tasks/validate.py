@@ -6,7 +6,6 @@ null answer that passes means a grader that cannot tell work from no work.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from cellprompt.errors import CellpromptError
 from cellprompt.grading import GradeResult, grade
+from cellprompt.llm.reference import last_json_object
 from cellprompt.tasks.materialise import MaterialisedTask, materialise
 from cellprompt.tasks.spec import Task
 
@@ -33,18 +33,6 @@ class ValidationReport(BaseModel):
     reference_grades: list[GradeResult] = Field(default_factory=list)
     null_grades: list[GradeResult] = Field(default_factory=list)
     duration_s: float = 0.0
-
-
-def answer_from_output(text: str) -> dict[str, Any] | None:
-    """The JSON object on the last non-empty line of a cell's output (the reference contract)."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    try:
-        value = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def grade_task(task: Task, answer: dict[str, Any] | None, *, truth: dict[str, Any],
@@ -77,9 +65,9 @@ def _run_reference(task: Task, mt: MaterialisedTask, backend: str, into: Path,
         shutil.copytree(sb.workspace, into, dirs_exist_ok=True, symlinks=True)
     if problems:
         return None, problems
-    answer = answer_from_output(text)
+    answer = last_json_object(text)  # the same rule the `reference` model plays by
     if answer is None:
-        problems.append("the reference's last cell did not print a JSON object on its last line")
+        problems.append("the reference's last cell did not print the answer as a JSON object line")
     return answer, problems
 
 

@@ -10,7 +10,7 @@ from rich.prompt import Prompt
 
 from cellprompt.errors import UsageError
 
-out = Console()
+out = Console(soft_wrap=True)  # paths and commands are copied from here: never wrap them
 err = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line (paths, commands)
 
 

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
         prompt: list[str] = typer.Option(None, "--prompt", "-p", help="Prompt text, file, or folder."),
-        task: list[str] = typer.Option(None, "--task", "-t", help="Task id or task file."),
+        task: list[str] = typer.Option(None, "--task", "-t", help="Task id, task file, or `all`."),
         model: list[str] = typer.Option(None, "--model", "-m", help="provider:name, reference, replay:FILE"),
         replicates: int = typer.Option(1, "--replicates", "-n", min=1),
         max_code_executions: int | None = typer.Option(None, "--max-code-executions", min=1),
@@ -104,6 +104,10 @@ def register(app: typer.Typer) -> None:
         else:
             prompts = load_prompts(_ask_list(prompt, "--prompt", "System prompt (text, file or folder)"))
             tasks = _ask_list(task, "--task", "Task id or file (see `cellprompt tasks list`)")
+            if "all" in tasks:  # the whole built-in suite
+                from cellprompt.tasks import builtin_tasks
+
+                tasks = [t.id for t in builtin_tasks()] + [t for t in tasks if t != "all"]
             models = model or [ask(None, "--model", "Model", default="reference")]
             if max_code_executions is None and interactive() and not task:
                 max_code_executions = int(ask(None, "--max-code-executions", "Max code attempts",

@@ -105,6 +105,9 @@ def bwrap_argv(spec: SandboxSpec, base: Path, python: Path, uid_map: bool = True
         args += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
     if not spec.detached:
         args.append("--die-with-parent")
+    # /tmp, /proc and /dev first: a runtime that lives under /tmp (a venv in a checkout there)
+    # must be bound on top of the fresh tmpfs, not hidden by it
+    args += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     args += _runtime_binds(python)
     args += ["--ro-bind", str(SERVICE_PACKAGE_PARENT / "service"), f"{INSIDE_PARENT}/service"]
     seed = numba_seed_dir(python)
@@ -116,7 +119,6 @@ def bwrap_argv(spec: SandboxSpec, base: Path, python: Path, uid_map: bool = True
         args += ["--dir", "/data"]
     args += ["--bind", str(base / "workspace"), "/workspace",
              "--bind", str(base / "run"), INSIDE_RUN,
-             "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
              "--remount-ro", "/",  # the root tmpfs too: only /workspace and /tmp take writes
              "--chdir", "/workspace"]
     for key, value in ENV.items():

@@ -400,3 +400,16 @@ def test_permission_denied_on_the_socket(tmp_path: Path) -> None:
     assert message.startswith(
         f"SandboxUnavailableError permission denied on the Docker socket unix://{path}"), message
     assert "docker` group" in message and "\n" not in message
+
+
+def test_dataset_the_container_user_cannot_read_is_a_clear_error(engine: docker.DockerClient,
+                                                                 tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("containers run as the caller's own uid unless the caller is root")
+    private = tmp_path / "private.h5ad"
+    private.write_bytes(b"secret-ish")
+    private.chmod(0o600)
+    before = {r.sandbox_id for r in state.all_records()}
+    with pytest.raises(SandboxError, match=r"not readable by the docker sandbox's user .*chmod a\+r"):
+        open_sandbox("docker", [private])
+    assert {r.sandbox_id for r in state.all_records()} == before  # nothing left behind

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+PUBLISHED_MODE = 0o644  # datasets are read by sandboxes that run as another user (docker)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Readers of `path` see either the old file or the new one, never a partial write."""
@@ -20,6 +22,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, PUBLISHED_MODE)  # mkstemp makes files private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -37,6 +40,7 @@ def atomic_write_with(path: Path, write: Callable[[Path], None], suffix: str = "
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, PUBLISHED_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import traceback
@@ -11,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellprompt import __version__
-from cellprompt.errors import CellpromptError
+from cellprompt.errors import CellpromptError, RunError
 from cellprompt.runs.executors import Executor, LocalExecutor
 from cellprompt.runs.plan import plan_trials
 from cellprompt.runs.pools import Key, PrelaunchedSandboxes
-from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec, utcnow
+from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.store import RunStore, new_run_id
 from cellprompt.runs.trial import SandboxProvider, execute_trial
 from cellprompt.sandbox.base import Mount, Sandbox
@@ -66,12 +67,8 @@ def create_run(outputs_dir: Path, specs: list[TrialSpec], *, command: str = "",
 
 def load_specs(store: RunStore) -> list[TrialSpec]:
     """The planned matrix of a run, for `--resume`."""
-    import json
-
     path = store.path / "specs.json"
     if not path.exists():
-        from cellprompt.errors import RunError
-
         raise RunError(f"{store.path} has no specs.json: it cannot be resumed")
     return [TrialSpec.model_validate(s) for s in json.loads(path.read_text(encoding="utf-8"))]
 
@@ -160,16 +157,14 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
             progress.records.append(record)
             if on_trial:
                 on_trial(record, progress)
-    except BaseException:
+    except BaseException as exc:
         stop.set()
         tracked.close_all()
         records.close()  # waits for running trials, which now end at once
-        store.mark("interrupted")
+        store.mark("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     finally:
         if pools is not None:
             pools.close()
-    manifest = store.manifest()
-    manifest.status, manifest.finished_at = "finished", utcnow()
-    store.write_manifest(manifest)
+    store.mark("finished")
     return progress

@@ -335,6 +335,17 @@ class DockerLaunched(Launched):
                            f"{timeout:.0f} s; see `cellprompt sandbox logs {self.sandbox_id}`")
 
 
+def _readable_by(path: Path, user: str) -> bool:
+    """Whether `uid:gid` may read `path` by its mode bits (the container has no capabilities)."""
+    uid, gid = (int(x) for x in user.split(":"))
+    st = path.resolve().stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o400)
+    if st.st_gid == gid:
+        return bool(st.st_mode & 0o040)
+    return bool(st.st_mode & 0o004)
+
+
 class DockerBackend(Backend):
     """Each sandbox a container with no network, read-only root, dropped capabilities."""
 
@@ -379,6 +390,11 @@ class DockerBackend(Backend):
         run, workspace = base / "run", base / "workspace"
         token = write_token(run)
         user = self._user(image, run, workspace)
+        unreadable = [m.source for m in spec.datasets if not _readable_by(m.source, user)]
+        if unreadable:
+            state.remove_dir(sandbox_id)
+            raise SandboxError(f"dataset {unreadable[0]} is not readable by the docker sandbox's user "
+                               f"(uid {user.split(':')[0]}): make it readable (chmod a+r {unreadable[0]})")
         name = container_name(sandbox_id)
         memory = parse_memory(spec.memory)
         volumes = {str(run): {"bind": RUN_IN, "mode": "rw"},

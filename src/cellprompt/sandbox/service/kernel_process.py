@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.numba_seed import SEED_ENV
+
 LAUNCHER = Path(__file__).with_name("kernel_launcher.py")
 
 
 def kernel_env() -> dict[str, str]:
     """The service's (already minimal) environment, minus what is only the service's business."""
     env = {k: v for k, v in os.environ.items()
-           if k != "PYTHONPATH" and "TOKEN" not in k.upper()}
+           if k not in ("PYTHONPATH", SEED_ENV) and "TOKEN" not in k.upper()}
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when the service is gone
     return env

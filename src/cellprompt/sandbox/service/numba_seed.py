@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-SEED_ENV = "CELLPROMPT_NUMBA_SEED"
+SEED_ENV = "NUMBA_CACHE_SEED"  # read by the service only; not passed to the kernel
 SEED_INSIDE = "/opt/cellprompt/numba-seed"
 
 WARMUP = """

@@ -1,4 +1,5 @@
-"""Start ipykernel as the first victim of the out-of-memory killer, with bounded output buffers.
+"""Start ipykernel as the first victim of the out-of-memory killer, at the lowest CPU priority,
+with bounded output buffers.
 
 ipykernel buffers everything printed between two flushes (0.2 s apart) and sends
 it as one message; a cell that prints 100 MB in a burst would hold it all,
@@ -10,6 +11,7 @@ service caps as they arrive.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 FLUSH_AT = 1 << 20
@@ -41,6 +43,11 @@ def _bound_output_buffers() -> None:
 if __name__ == "__main__":
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
         fh.write("1000")
+    # Lowest CPU priority for agent code and all it forks: within the sandbox's own cgroup the
+    # service must still get the CPU to interrupt or kill a fork bomb; the cgroup's share
+    # against the rest of the machine does not change.
+    with contextlib.suppress(OSError):
+        os.nice(19)
     if sys.path and sys.path[0].endswith("service"):
         del sys.path[0]  # agent code must not import the service's modules by accident
     _bound_output_buffers()

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import time
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -57,31 +58,31 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def kill_descendants(keep: frozenset[int] = frozenset(), rounds: int = 20) -> int:
-    """Stop then kill all our descendants (a fork bomb keeps forking between rounds)."""
+def kill_descendants(keep: frozenset[int] = frozenset(), deadline_s: float = 5.0) -> int:
+    """Stop then kill all our descendants until none is left (a fork bomb keeps forking while
+    it is being killed), reaping as we go; gives up after `deadline_s`."""
     me = os.getpid()
     killed = 0
-    for _ in range(rounds):
+    end = time.monotonic() + deadline_s
+    while True:
+        reap_zombies(keep)
         pids = [p for p in descendants(me) if p not in keep]
-        if not pids:
-            break
+        if not pids or time.monotonic() > end:
+            return killed
         for sig in (signal.SIGSTOP, signal.SIGKILL):
             for pid in pids:
                 with contextlib.suppress(OSError):
                     os.kill(pid, sig)
         killed += len(pids)
-        reap_zombies(keep)
-    return killed
+        time.sleep(0.005)  # let the kills land before looking again
 
 
 def reap_zombies(keep: frozenset[int] = frozenset()) -> None:
-    """Collect exit statuses of adopted children, leaving the kernel's to its own Popen."""
-    while True:
-        try:  # WNOWAIT: peek first, so that a kernel's exit status is never stolen
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return
-        if info is None or info.si_pid in keep:
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(info.si_pid, 0)
+    """Collect the exit status of every adopted child that has ended, but never the kernel's
+    (its own Popen waits for it). Asks child by child: a blanket wait could stop at the kernel
+    and leave the rest as zombies."""
+    me = os.getpid()
+    for pid, ppid in _parents().items():
+        if ppid == me and pid not in keep:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)

@@ -22,6 +22,7 @@ from cellprompt.evolve.reflection import CLOSE, OPEN, extract_prompt
 from cellprompt.evolve.report import write_report
 from cellprompt.evolve.runner_evaluator import RunnerEvaluator
 from cellprompt.llm import make_model
+from cellprompt.llm.reference import last_json_object
 from cellprompt.tasks import load_task
 from tests.fakes.script import FakeRequest, Reply, execute, submit
 
@@ -32,17 +33,6 @@ GOOD_RULE = (
     "- Compute every answer field in code from the data, print it as JSON, then submit exactly that JSON."
 )
 TRAIN, VAL, TEST = ["pbmc68k-qc-mito"], ["pbmc68k-hvg"], ["pbmc68k-pca-variance"]
-
-
-def _last_json(text: str | None) -> dict:
-    for line in reversed((text or "").splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
 
 
 def policy(request: FakeRequest) -> Reply:
@@ -62,7 +52,7 @@ def policy(request: FakeRequest) -> Reply:
     cells = task.reference.cells if task.reference else []
     if request.turn < len(cells):
         return Reply(tool_calls=[execute(cells[request.turn])])
-    return Reply(tool_calls=[submit(_last_json(request.last_tool_result))])
+    return Reply(tool_calls=[submit(last_json_object(request.last_tool_result or "") or {})])
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cellprompt.config import reset_settings
+from cellprompt.llm.reference import last_json_object
 from cellprompt.tasks import load_task
 from tests.conftest import require_sandbox_backend
 from tests.fakes.script import FakeRequest, Reply, execute, submit
@@ -51,11 +51,10 @@ def reference_cells(task_id: str = QUICK_TASK) -> list[str]:
 
 
 def last_json(text: str | None) -> dict:
-    for line in reversed((text or "").splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line)
-    raise AssertionError(f"no JSON line in {text!r}")
+    """What the task's last reference cell printed: the answer the reference model would submit."""
+    answer = last_json_object(text or "")
+    assert answer is not None, f"no JSON line in {text!r}"
+    return answer
 
 
 def solving_policy(task_id: str = QUICK_TASK):

@@ -54,8 +54,6 @@ def _print_stats(stats: RunStats) -> None:
 
 
 def _notebooks(ref: str, trial: str | None, execute: bool, sandbox: str | None) -> None:
-    import nbformat
-
     from cellprompt.export.notebook import write_run_notebooks
 
     path = Path(ref)
@@ -70,10 +68,9 @@ def _notebooks(ref: str, trial: str | None, execute: bool, sandbox: str | None) 
     store = RunStore.open(ref, get_settings().outputs_dir)
     if trial and trial not in {t.trial_id for t in store.trials()}:
         raise UsageError(f"run {store.run_id} has no trial {trial}: see trials.jsonl for the ids")
-    for record, target in write_run_notebooks(store, trial):
+    for record, nb, target in write_run_notebooks(store, trial):
         out.print(f"wrote {target}", highlight=False)
         if execute:
-            nb = nbformat.read(target, as_version=4)
             _reproduce(store, record, nb, sandbox or get_settings().sandbox_backend)
 
 

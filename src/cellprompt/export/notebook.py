@@ -165,7 +165,8 @@ def write_notebook(nb: NotebookNode, path: Path) -> Path:
     return path
 
 
-def write_run_notebooks(store: RunStore, trial_id: str | None = None) -> list[tuple[TrialRecord, Path]]:
+def write_run_notebooks(store: RunStore,
+                        trial_id: str | None = None) -> list[tuple[TrialRecord, NotebookNode, Path]]:
     """One notebook per trial under `notebooks/`; the trial's judge verdict goes in its header."""
     evaluations = store.evaluations()
     written = []
@@ -173,5 +174,6 @@ def write_run_notebooks(store: RunStore, trial_id: str | None = None) -> list[tu
         if trial_id is not None and record.trial_id != trial_id:
             continue
         nb = trial_to_notebook(record, evaluations.get(record.trial_id), run_dir=store.path)
-        written.append((record, write_notebook(nb, store.path / "notebooks" / f"{record.trial_id}.ipynb")))
+        path = write_notebook(nb, store.path / "notebooks" / f"{record.trial_id}.ipynb")
+        written.append((record, nb, path))
     return written

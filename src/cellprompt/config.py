@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     sandbox_memory: str = "4g"
     sandbox_cpus: float = 2.0
     sandbox_pids: int = 512
+    # /workspace is a tmpfs counted in the sandbox's memory: at most half the memory limit
+    sandbox_workspace_quota: str = "2g"
+    sandbox_reply_cap: int = 16 << 20  # bytes of one /execute reply, outputs and metadata included
+    # under root, each bwrap sandbox runs as its own host uid in [base, base + 2**20): never 0
+    sandbox_host_uid_base: int = 1_600_000_000
     docker_image: str | None = None
     docker_base_image: str = "python:3.11-slim"
     docker_build_network: str | None = None  # e.g. "host" for an engine without a bridge
@@ -77,13 +82,22 @@ class Settings(BaseSettings):
         )
 
     def sandbox_state_dir(self) -> Path:
-        """Short, private folder for sandbox sockets (Unix socket paths max out at 108 bytes)."""
+        """Short folder for sandbox state (Unix socket paths max out at 108 bytes).
+
+        Mode 0711: nobody else may list it; each sandbox's folder guards itself.
+        """
         import os
         import tempfile
 
         path = self.state_dir or Path(tempfile.gettempdir()) / f"cellprompt-{os.getuid()}"
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.chmod(0o700)
+        st = path.lstat()
+        if path.is_symlink() or st.st_uid != os.getuid():  # a shared /tmp: someone planted it
+            from cellprompt.errors import SandboxError
+
+            raise SandboxError(f"sandbox state folder {path} is not a folder of yours: remove it "
+                               "or set CELLPROMPT_STATE_DIR to a private folder")
+        path.chmod(0o711)  # others may traverse to a sandbox's stage folder (bwrap under root)
         return path
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cellprompt.errors import SandboxDiedError, SandboxError
-from cellprompt.sandbox import ExecutionResult, HttpSandbox, Sandbox
+from cellprompt.sandbox import ExecutionResult, HttpSandbox, Sandbox, state
 from cellprompt.sandbox.process import http_client
 
 BACKENDS = ["local", "bwrap", "docker"]
@@ -234,7 +234,7 @@ def test_close_removes_everything(module_sandbox: HttpSandbox) -> None:
     from tests.sandbox.conftest import open_for
 
     sb = open_for(module_sandbox.backend, memory="1g")
-    folder = sb.workspace.parent
+    folder = state.sandbox_dir(sb.id)
     assert folder.exists() and sb.execute("1").final_status == "ok"
     sb.close()
     assert not folder.exists()

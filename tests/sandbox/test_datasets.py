@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
+from cellprompt.sandbox import state
 from tests.sandbox.conftest import open_for
 
 
@@ -38,7 +39,7 @@ def test_garbage_collection_stops_the_sandbox() -> None:
     import gc
 
     sb = open_for("local", memory="1g")
-    folder, launched = sb.workspace.parent, sb.launched
+    folder, launched = state.sandbox_dir(sb.id), sb.launched
     del sb
     gc.collect()
     assert not folder.exists() and not launched.alive()

@@ -14,7 +14,7 @@ import pytest
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import get_backend, state
 from cellprompt.sandbox.base import Mount, SandboxSpec
-from cellprompt.sandbox.bwrap_backend import bwrap_argv
+from cellprompt.sandbox.bwrap_backend import LaunchPlan, bwrap_argv
 from cellprompt.sandbox.limits import make_limits, parse_memory, remove_cgroups
 from tests.conftest import require_sandbox_backend
 
@@ -55,19 +55,25 @@ def test_limits_use_cgroups_when_writable_else_rlimits() -> None:
 def test_bwrap_command_line_binds_only_what_it_needs(tmp_path: Path) -> None:
     data = tmp_path / "pbmc.h5ad"
     data.write_bytes(b"x")
-    spec = SandboxSpec(datasets=[Mount(data, "pbmc.h5ad")])
-    argv = bwrap_argv(spec, tmp_path, Path(sys.executable))
+    spec = SandboxSpec(datasets=[Mount(data, "pbmc.h5ad")], memory="1g")
+    plan = LaunchPlan()
+    argv = bwrap_argv(spec, Path(sys.executable), plan, listen_fd=7, token_fd=8)
+    plan.close()
     joined = " ".join(argv)
     for flag in ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-                 "--remount-ro /", "--tmpfs /tmp"]:
+                 "--remount-ro /", f"--size {1 << 30} --tmpfs /tmp", "--disable-userns",
+                 "--cap-drop ALL", f"--perms 0700 --size {1 << 29} --tmpfs /workspace",
+                 "--seccomp", "--listen-fd 7", "--token-fd 8"]:
         assert flag in joined
     assert f"--ro-bind {data} /data/pbmc.h5ad" in joined
-    assert f"--bind {tmp_path / 'workspace'} /workspace" in joined
     project = str(Path(__file__).resolve().parents[2])
     binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
     assert project not in binds and str(Path.home()) not in binds
-    assert "--die-with-parent" not in bwrap_argv(SandboxSpec(detached=True), tmp_path,
-                                                  Path(sys.executable))
+    assert "--bind" not in argv  # nothing of the host is writable from inside
+    plan = LaunchPlan()
+    assert "--die-with-parent" not in bwrap_argv(SandboxSpec(detached=True), Path(sys.executable),
+                                                  plan, listen_fd=7, token_fd=8)
+    plan.close()
 
 
 def test_registry_names_and_refusals() -> None:

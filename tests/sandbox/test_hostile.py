@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cellprompt.errors import SandboxDiedError
-from cellprompt.sandbox import HttpSandbox
+from cellprompt.sandbox import HttpSandbox, state
 from tests.sandbox.conftest import open_for
 
 BACKENDS = ["bwrap", "docker"]
@@ -223,7 +223,7 @@ def test_fork_bomb_is_contained(hostile: HttpSandbox) -> None:
 
 def test_killing_the_service_is_reported_cleanly(hostile: HttpSandbox) -> None:
     sb = open_for(hostile.backend, memory="512m", cpus=1.0)
-    folder = sb.workspace.parent
+    folder = state.sandbox_dir(sb.id)
     started = time.monotonic()
     r = sb.execute("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
                    "import time\ntime.sleep(30)", timeout=60)

@@ -63,8 +63,10 @@ class AgentLoop:
 
     def __init__(self, *, system_prompt: str, first_message: str, model: ChatModel, sandbox: Sandbox,
                  limits: AgentLimits, save_image: Callable[[str], str],
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False, open_ended: bool = False) -> None:
         self.model, self.sandbox, self.limits = model, sandbox, limits
+        # open analyses end with a written report: a plain reply after some code is that report
+        self.open_ended = open_ended
         self.save_image, self.should_stop = save_image, should_stop
         self.messages = [Message(role="system", content=system_prompt),
                          Message(role="user", content=first_message)]
@@ -186,6 +188,9 @@ class AgentLoop:
             turn.feedback = "\n\n".join(parts)
         if answer is not None:
             self.outcome.answer = answer
+            raise _Stop("submitted")
+        if self.open_ended and not blocks and not problem and self.executions and msg.content.strip():
+            self.outcome.answer = {"report": msg.content}
             raise _Stop("submitted")
         if problem:
             parts.append(f"error: {problem}")

@@ -17,6 +17,7 @@ from cellprompt.cli import (
     run_cmd,
     sandbox_cmd,
     tasks_cmd,
+    tasks_new_cmd,
 )
 from cellprompt.cli.console import err
 from cellprompt.errors import CellpromptError
@@ -44,7 +45,7 @@ def _root(
     """cellprompt: which prompt and which model really does the analysis right."""
 
 
-for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, sandbox_cmd, run_cmd,
+for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, sandbox_cmd, run_cmd,
                evaluate_cmd, export_cmd, evolve_cmd):
     module.register(app)
 

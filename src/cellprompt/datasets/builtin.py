@@ -39,12 +39,20 @@ def _krumsiek11() -> ad.AnnData:
     return adata
 
 
+def _cellcycle_sim() -> ad.AnnData:
+    from cellprompt.datasets.simulated import cellcycle_sim
+
+    return cellcycle_sim()
+
+
 @dataclass(frozen=True)
 class _Builtin:
     load: Callable[[], ad.AnnData]
     title: str
     description: str
-    cell_type_key: str
+    cell_type_key: str | None
+    # a public dataset (anyone can hold the original): agent copies are subsampled and perturbed
+    public: bool = True
 
 
 _BUILTINS: dict[str, _Builtin] = {
@@ -56,7 +64,18 @@ _BUILTINS: dict[str, _Builtin] = {
         _krumsiek11, "Krumsiek 2011 myeloid progenitors (simulated)",
         "640 simulated cells x 11 genes of a boolean myeloid differentiation network; "
         "cell fates in obs['cell_type'].", "cell_type"),
+    "cellcycle_sim": _Builtin(
+        _cellcycle_sim, "Simulated cycling cells",
+        "900 simulated cells x 697 genes (raw counts) of three cell types, each cell in G1, S "
+        "or G2M; the Tirosh et al. S and G2M gene lists in uns['cell_cycle_genes'].", None,
+        public=False),
 }
+
+
+def is_public(name: str) -> bool:
+    """Whether a builtin's original is public (so its agent copies must not join back to it)."""
+    spec = _BUILTINS.get(name)
+    return spec.public if spec is not None else True
 
 
 def builtin_names() -> list[str]:

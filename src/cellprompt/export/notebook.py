@@ -100,7 +100,9 @@ def _header(record: TrialRecord, evaluation: Evaluation | None) -> str:
         f"* **Status:** {record.status}"
         + (f" (limit: {record.limit})" if record.limit else "")
         + (f" — {record.error}" if record.error else ""),
-        f"* **Score:** {score} — {'passed' if record.passed else 'not passed'}",
+        (f"* **Open analysis:** graded by the LLM judge only; report from {record.report_source or 'nowhere'}"
+         if record.spec.task_kind == "open"
+         else f"* **Score:** {score} — {'passed' if record.passed else 'not passed'}"),
         f"* **Cost:** ${record.usage.cost_usd:.4f}, {record.usage.input_tokens} in / "
         f"{record.usage.output_tokens} out tokens, {record.wall_s:.1f}s",
     ]
@@ -140,8 +142,11 @@ def trial_to_notebook(
             cell = new_code_cell(ex.code, execution_count=ex.execution_count, outputs=nb_outputs(ex, run_dir))
             cell.metadata["cellprompt"] = {"final_status": ex.final_status, "duration_s": ex.duration_s}
             cells.append(cell)
-    answer = json.dumps(record.answer, indent=2, default=str) if record.answer is not None else "(none)"
-    cells.append(new_markdown_cell(f"## Final answer\n\n```json\n{answer}\n```"))
+    if record.spec.task_kind == "open":  # the report is Markdown: shown as written
+        cells.append(new_markdown_cell(f"## Final report\n\n{record.report or '(no report was written)'}"))
+    else:
+        answer = json.dumps(record.answer, indent=2, default=str) if record.answer is not None else "(none)"
+        cells.append(new_markdown_cell(f"## Final answer\n\n```json\n{answer}\n```"))
     nb = new_notebook(
         cells=cells,
         metadata={

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cellprompt.export import plots
+from cellprompt.export.judge_ranking import judge_ranking, judge_section_html
 from cellprompt.export.notebook import image_base64
 from cellprompt.grading.judge import strip_ansi
 from cellprompt.grading.stats import GroupStats, RunStats, compute_stats
@@ -81,6 +82,9 @@ def _judge(ev: Evaluation | None) -> dict[str, Any] | None:
         "grade": ev.grade_mean,
         "sd": ev.grade_sd,
         "error": ev.error,
+        "range": ev.grade_range,
+        "disagreement": ev.disagreement,
+        "figures": ev.figures_shown,
         "cost": ev.usage.cost_usd,
         "samples": [s.model_dump() for s in ev.samples],
     }
@@ -123,6 +127,9 @@ def trial_payload(run_id: str, record: TrialRecord, ev: Evaluation | None, run_d
             for t in record.turns
         ],
         "answer": json.dumps(record.answer, indent=2, default=str) if record.answer is not None else None,
+        "kind": record.spec.task_kind,
+        "report": record.report,
+        "report_source": record.report_source,
     }
 
 
@@ -178,6 +185,12 @@ def _categories(trials: list[tuple[str, TrialRecord]]) -> dict[str, str]:
     return found
 
 
+def _status(r: TrialRecord) -> str:
+    if r.spec.task_kind == "open":
+        return "reported" if r.status == "submitted" else r.status
+    return "passed" if r.passed else (r.status if r.status != "submitted" else "not passed")
+
+
 def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several_runs: bool) -> str:
     out = [
         '<table id="trials" class="grid"><thead><tr>',
@@ -188,6 +201,7 @@ def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several
     ]
     for i, (run_id, r, ev) in enumerate(items):
         judge = "failed" if ev is not None and not ev.ok else _fmt(ev.grade_mean if ev else None, 1)
+        judge += " ⚠" if ev is not None and ev.disagreement else ""
         cells = [
             i + 1,
             *([run_id] if several_runs else []),
@@ -195,7 +209,7 @@ def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several
             r.spec.prompt_id,
             r.spec.model,
             r.spec.replicate,
-            "passed" if r.passed else (r.status if r.status != "submitted" else "not passed"),
+            _status(r),
             _fmt(r.score, 3),
             judge,
             _fmt(r.usage.cost_usd, 4),
@@ -230,45 +244,55 @@ def build_report(
     items = [(rid, r, evs.get(r.trial_id)) for rid, _, trials, evs in loaded for r in trials]
     dirs = {rid: path for rid, path, _, _ in loaded}
     title = title or "cellprompt report — " + ", ".join(s.run_id for s in stores)
-
+    ranking = judge_ranking([(rid, trials, evs) for rid, _, trials, evs in loaded], seed=seed)
+    # open analyses have no deterministic score: the judge's grade is their only measure
+    only_open = bool(flat) and all(r.spec.task_kind == "open" for _, r in flat)
+    sealed = not only_open
+    about = (
+        "open analyses, graded by the LLM judge only (no deterministic score)"
+        if only_open
+        else "scores are deterministic grader means (ungradable trials count 0)"
+    )
     body: list[str] = [
         f"<header><h1>{_esc(title)}</h1><p>{len(flat)} trials in {len(stores)} run(s); "
-        f"scores are deterministic grader means (ungradable trials count 0), CIs are "
-        f"seeded 95% bootstrap intervals ({stats.bootstrap} resamples).</p></header>"
+        f"{about}; CIs are seeded 95% bootstrap intervals ({stats.bootstrap} resamples).</p></header>"
     ]
+    links = [("judge-section", "Judge ranking")] if ranking or only_open else []
+    if sealed:
+        links += [("leaderboard", "Leaderboard"), ("tasks", "Per task"), ("plots", "Plots")]
     body.append(
         "<nav>"
-        + "".join(
-            f'<a href="#{a}">{t}</a>'
-            for a, t in [
-                ("leaderboard", "Leaderboard"),
-                ("tasks", "Per task"),
-                ("plots", "Plots"),
-                ("trials-section", "Trials"),
-            ]
-        )
+        + "".join(f'<a href="#{a}">{t}</a>' for a, t in [*links, ("trials-section", "Trials")])
         + "</nav>"
     )
-    body.append(
-        '<section id="leaderboard-section"><h2 id="leaderboard-title">Leaderboard</h2>'
-        + _group_table(stats.by_prompt_model, "leaderboard", several, with_task=False)
-    )
-    ag = stats.agreement
-    rho = "n/a" if ag.spearman is None else f"{ag.spearman:.2f} (p={ag.p_value:.2g})"
-    body.append(
-        f'<p id="agreement">Judge vs deterministic score, Spearman ρ = {_esc(rho)} over {ag.n} '
-        f"trials. {_esc(ag.note)}</p>"
-    )
-    body += [f"<p class='note'>{_esc(n)}</p>" for n in stats.notes]
-    body.append("</section>")
+    if ranking or only_open:
+        body.append(
+            '<section id="judge-section"><h2>Judge ranking</h2>'
+            + judge_section_html(ranking, several)
+            + "</section>"
+        )
+    if sealed:
+        body.append(
+            '<section id="leaderboard-section"><h2 id="leaderboard-title">Leaderboard</h2>'
+            + _group_table(stats.by_prompt_model, "leaderboard", several, with_task=False)
+        )
+        ag = stats.agreement
+        rho = "n/a" if ag.spearman is None else f"{ag.spearman:.2f} (p={ag.p_value:.2g})"
+        body.append(
+            f'<p id="agreement">Judge vs deterministic score, Spearman ρ = {_esc(rho)} over {ag.n} '
+            f"trials. {_esc(ag.note)}</p>"
+        )
+        body += [f"<p class='note'>{_esc(n)}</p>" for n in stats.notes]
+        body.append("</section>")
     for sec_title, sec_html in extra_sections or []:
         body.append(f'<section class="extra"><h2>{_esc(sec_title)}</h2>{sec_html}</section>')
-    body.append(
-        '<section id="tasks"><h2>Per task</h2>'
-        + _group_table(stats.by_task, "per-task", several, with_task=True)
-        + "</section>"
-    )
-    if flat:
+    if sealed:
+        body.append(
+            '<section id="tasks"><h2>Per task</h2>'
+            + _group_table(stats.by_task, "per-task", several, with_task=True)
+            + "</section>"
+        )
+    if flat and sealed:
         figs = [
             ("Score distribution", plots.score_distribution(flat, several)),
             ("Cost vs score", plots.cost_vs_score(flat, several)),

@@ -9,7 +9,6 @@ statistics can leave it out instead of averaging a fake number in.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import statistics
@@ -21,10 +20,42 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from cellprompt.errors import GradingError
+from cellprompt.grading.judge_input import (  # the helpers are re-exported: judge's public API
+    MAX_FIGURES,
+    MAX_OPEN_FIGURES,
+    figure_paths,
+    figures_b64,
+    is_open,
+    output_text,
+    strip_ansi,
+    transcript,
+    truncate,
+    user_message,
+)
 from cellprompt.llm.base import ChatModel, Message, Usage
-from cellprompt.runs.schema import Evaluation, ExecutionRecord, JudgeCriterion, JudgeSample, TrialRecord
+from cellprompt.runs.schema import Evaluation, JudgeCriterion, JudgeSample, TrialRecord
 from cellprompt.runs.store import RunStore
 from cellprompt.tasks.spec import Task
+
+__all__ = [
+    "DEFAULT_CRITERIA",
+    "OPEN_CRITERIA",
+    "EvaluateSummary",
+    "JudgeVerdict",
+    "Rubric",
+    "default_judge",
+    "evaluate_run",
+    "figure_paths",
+    "judge_trial",
+    "load_rubric",
+    "output_text",
+    "parse_verdict",
+    "provider_family",
+    "same_family",
+    "strip_ansi",
+    "transcript",
+    "truncate",
+]
 
 DEFAULT_CRITERIA: dict[str, str] = {
     "correctness": "Is the submitted answer right, and does the analysis support it?",
@@ -35,12 +66,19 @@ DEFAULT_CRITERIA: dict[str, str] = {
     "overall_skill": "Overall, how skilled is this analysis compared with an expert bioinformatician?",
 }
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# The same six names for open analyses; what "correct" means changes when nothing is withheld.
+OPEN_CRITERIA: dict[str, str] = {
+    "correctness": "Are the methods right for this dataset, and the conclusions supported by the outputs?",
+    "efficiency": "Did the agent progress without wasted steps, repeated errors or needless code?",
+    "interpretation": "Are clusters, markers and findings interpreted soundly in biological terms?",
+    "planning": "Was the analysis planned as a coherent whole (QC to findings) and adapted when needed?",
+    "clarity": "Are the code, the figures and the final report clear and easy to follow?",
+    "overall_skill": "Overall, how skilled is this analysis compared with an expert bioinformatician?",
+}
+DISAGREEMENT_POINTS = 20.0  # samples whose grades span more than this are flagged
+DEFAULT_JUDGES = {"openai": "anthropic:claude-sonnet-4-5", "anthropic": "openai:gpt-4o"}
+
 MAX_ATTEMPTS = 3
-CODE_LIMIT = 3000
-OUTPUT_LIMIT = 2000
-TEXT_LIMIT = 4000
-MAX_FIGURES = 4
 
 
 class Rubric(BaseModel):
@@ -104,61 +142,36 @@ def provider_family(model_spec: str) -> str | None:
     return None
 
 
-def truncate(text: str, limit: int) -> str:
-    """Keep the head and the tail: the start says what ran, the end says how it finished."""
-    if len(text) <= limit:
-        return text
-    head = int(limit * 0.6)
-    tail = limit - head
-    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-tail:]}"
+def default_judge(agent_models: list[str]) -> str:
+    """A judge from another provider family than the agents, so it does not grade its own kind.
+
+    With agents of both families (or none, e.g. `reference`) Anthropic's judge is the default
+    unless only OpenAI agents are absent; `same_family` then says which agents share it.
+    """
+    families = {provider_family(m) for m in agent_models} - {None}
+    if families == {"anthropic"}:
+        return DEFAULT_JUDGES["anthropic"]
+    return DEFAULT_JUDGES["openai"]
 
 
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
+def same_family(judge_spec: str, agent_models: list[str]) -> list[str]:
+    """The agent models from the judge's provider family (a judge may favour its own family)."""
+    family = provider_family(judge_spec)
+    return sorted({m for m in agent_models if family and provider_family(m) == family})
 
 
-def output_text(output: dict[str, Any]) -> str:
-    """A kernel output as plain text, the way a reader of a notebook would see it."""
-    kind = output.get("type") or output.get("output_type")
-    if kind == "stream":
-        return str(output.get("text", ""))
-    if kind == "error":
-        tb = "\n".join(strip_ansi(line) for line in output.get("traceback", []) or [])
-        return tb or f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
-    data = output.get("data") or {}
-    if "text/plain" in data:
-        return str(data["text/plain"])
-    if any(mime.startswith("image/") for mime in data):
-        return "[figure]"
-    return ""
-
-
-def _execution_text(ex: ExecutionRecord) -> str:
-    out = "".join(
-        output_text(o) if output_text(o).endswith("\n") else output_text(o) + "\n" for o in ex.outputs
-    )
-    status = "" if ex.final_status == "ok" else f" [{ex.final_status}]"
-    return (
-        f"```python\n{truncate(ex.code, CODE_LIMIT)}\n```\nOutput{status}:\n"
-        f"```\n{truncate(out.strip(), OUTPUT_LIMIT)}\n```"
-    )
-
-
-def transcript(record: TrialRecord) -> str:
-    """The conversation as the judge reads it: assistant text, code and truncated outputs."""
-    parts: list[str] = []
-    for turn in record.turns:
-        if turn.assistant_text.strip():
-            parts.append(f"### Assistant (turn {turn.index})\n{truncate(turn.assistant_text, TEXT_LIMIT)}")
-        parts.extend(_execution_text(ex) for ex in turn.executions)
-    return "\n\n".join(parts) or "(the agent produced no turns)"
-
-
-def _system_message(rubric: Rubric) -> str:
+def _system_message(rubric: Rubric, open_analysis: bool = False) -> str:
     lines = "\n".join(f"- {name}: {desc}" for name, desc in rubric.criteria.items())
     extra = f"\nAdditional criteria for this task:\n{rubric.extra}\n" if rubric.extra else ""
+    kind = (
+        "This is an open analysis: there is no withheld answer. Grade the analysis, its figures and "
+        "its final report on their merits.\n"
+        if open_analysis
+        else ""
+    )
     return (
         "You are an expert bioinformatician grading an AI agent's single-cell RNA-seq analysis.\n"
+        f"{kind}"
         "Score each criterion from 0 (very poor) to 10 (excellent), then give an overall grade from "
         "0 to 100 and comments that justify it.\n"
         f"Criteria:\n{lines}\n{extra}\n"
@@ -166,41 +179,6 @@ def _system_message(rubric: Rubric) -> str:
         '{"criteria": [{"name": str, "score": number, "comment": str}], "grade": number, "comments": str}. '
         f"Include every criterion by name: {', '.join(rubric.criteria)}."
     )
-
-
-def _user_message(record: TrialRecord, task: Task | None, show_system_prompt: bool) -> str:
-    objective = task.objective if task is not None else record.first_message
-    parts = [f"## Task\n{truncate(objective, TEXT_LIMIT)}"]
-    if record.first_message and task is not None and record.first_message != task.objective:
-        parts.append(f"## First message the agent received\n{truncate(record.first_message, TEXT_LIMIT)}")
-    if show_system_prompt:
-        parts.append(f"## System prompt given to the agent\n{truncate(record.spec.prompt, TEXT_LIMIT)}")
-    parts.append(f"## Conversation\n{transcript(record)}")
-    answer = json.dumps(record.answer, indent=1, default=str) if record.answer is not None else "(none)"
-    parts.append(f"## Submitted answer\n{truncate(answer, TEXT_LIMIT)}")
-    ending = f"status {record.status}" + (f", limit {record.limit}" if record.limit else "")
-    ending += f", error: {record.error}" if record.error else ""
-    parts.append(f"## How the trial ended\n{ending}")
-    if record.grades:
-        grades = "\n".join(
-            f"- {g.grader}: score {g.score:.2f}, {'passed' if g.passed else 'failed'}. "
-            f"{truncate(g.reasoning, 500)}"
-            for g in record.grades
-        )
-        parts.append(f"## Deterministic grades (from withheld ground truth)\n{grades}")
-    return "\n\n".join(parts)
-
-
-def _figures(record: TrialRecord, run_dir: Path | None) -> list[str]:
-    if run_dir is None:
-        return []
-    images: list[str] = []
-    for ex in record.code_cells:
-        for rel in ex.images:
-            path = run_dir / rel
-            if path.is_file() and len(images) < MAX_FIGURES:
-                images.append(base64.b64encode(path.read_bytes()).decode("ascii"))
-    return images
 
 
 def parse_verdict(text: str, criteria: list[str]) -> JudgeVerdict:
@@ -276,25 +254,34 @@ def judge_trial(
     samples: int = 1,
     rubric: Rubric | None = None,
     show_system_prompt: bool = True,
-    include_figures: bool = False,
+    include_figures: bool | None = None,
     run_dir: Path | None = None,
     temperature: float | None = None,
 ) -> Evaluation:
     """Judge one trial `samples` times; never raises for a bad reply (the Evaluation says why).
 
     `temperature` None keeps the provider's default: it samples, so `samples` > 1 measures the
-    judge's spread, and newer APIs that refuse the parameter still work.
+    judge's spread, and newer APIs that refuse the parameter still work. `include_figures`
+    None shows the figures of open analyses only (to a judge that accepts images).
     """
     if samples < 1:
         raise GradingError(f"--samples must be at least 1, got {samples}")
-    rubric = rubric.model_copy(deep=True) if rubric else Rubric()
+    open_analysis = is_open(record, task)
+    rubric = rubric.model_copy(deep=True) if rubric else Rubric(
+        criteria=dict(OPEN_CRITERIA if open_analysis else DEFAULT_CRITERIA))
     if task is not None and task.rubric:
         rubric.extra = "\n".join(filter(None, [rubric.extra, task.rubric]))
     criteria = list(rubric.criteria)
-    images = _figures(record, run_dir) if include_figures and model.supports_images else []
+    if include_figures is None:  # an open analysis is argued with its figures
+        include_figures = open_analysis
+    limit = MAX_OPEN_FIGURES if open_analysis else MAX_FIGURES
+    images = figures_b64(record, run_dir, limit) if include_figures and model.supports_images else []
+    user = user_message(record, task, show_system_prompt)
+    if images:
+        user += f"\n\n## Figures\n{len(images)} figure(s) of the analysis are attached, in order."
     messages = [
-        Message(role="system", content=_system_message(rubric)),
-        Message(role="user", content=_user_message(record, task, show_system_prompt), images=images),
+        Message(role="system", content=_system_message(rubric, open_analysis)),
+        Message(role="user", content=user, images=images),
     ]
     total = Usage()
     done: list[JudgeSample] = []
@@ -310,6 +297,7 @@ def judge_trial(
         if failure:
             failures.append(failure)
     grades = [s.grade for s in done]
+    spread = max(grades) - min(grades) if grades else None
     return Evaluation(
         trial_id=record.trial_id,
         judge_model=model.spec,
@@ -318,6 +306,9 @@ def judge_trial(
         samples=done,
         grade_mean=statistics.fmean(grades) if grades else None,
         grade_sd=statistics.stdev(grades) if len(grades) > 1 else (0.0 if grades else None),
+        grade_range=spread,
+        disagreement=spread is not None and spread > DISAGREEMENT_POINTS,
+        figures_shown=len(images),
         usage=total,
     )
 
@@ -325,6 +316,7 @@ def judge_trial(
 class EvaluateSummary(BaseModel):
     judged: int = 0
     failed: int = 0
+    disagreements: int = 0  # trials whose judge samples span more than DISAGREEMENT_POINTS
     skipped: int = 0
     cost_usd: float = 0.0
     warnings: list[str] = Field(default_factory=list)
@@ -350,7 +342,7 @@ def evaluate_run(
     *,
     base_url: str | None = None,
     show_system_prompt: bool = True,
-    include_figures: bool = False,
+    include_figures: bool | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> EvaluateSummary:
     """Judge every trial of a run not yet judged successfully, appending to `evaluations.jsonl`."""
@@ -366,7 +358,7 @@ def evaluate_run(
     todo = [t for t in trials if t.trial_id not in done]
     summary = EvaluateSummary(skipped=len(trials) - len(todo))
     family = provider_family(model.spec)
-    shared = sorted({t.spec.model for t in todo if family and provider_family(t.spec.model) == family})
+    shared = same_family(model.spec, [t.spec.model for t in todo])
     if shared:
         summary.warnings.append(
             f"judge {model.spec} is from the same provider family ({family}) as agent "
@@ -387,6 +379,7 @@ def evaluate_run(
             run_dir=store.path,
         )
         store.append_evaluation(evaluation)
+        summary.disagreements += evaluation.disagreement
         summary.judged += evaluation.ok
         summary.failed += not evaluation.ok
         summary.cost_usd += evaluation.usage.cost_usd

@@ -6,12 +6,16 @@ is taken after the best one-to-one matching of predicted to true labels
 (Hungarian, `linear_sum_assignment`); `matching: exact` compares names instead
 (cell typing with a fixed vocabulary), `majority` maps each predicted label to
 its most common true label. ARI and NMI never depend on names.
+
+Small populations count: `min_recall` (the worst per-class recall after matching),
+`balanced_accuracy` (mean per-class recall) and `macro_f1` fail an answer that never
+calls a rare type, which plain accuracy passes (NK and progenitors are 6% of PBMCs).
+A CSV that cannot be read as one row per cell (tab-separated, swapped columns,
+duplicate ids) is a failed grade that names the problem.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +23,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from cellprompt.errors import GradingError
+from cellprompt.grading.answer_files import UnsafePath, parse_cell_table, read_workspace_file
 from cellprompt.grading.base import GradeResult
 from cellprompt.grading.registry import GradeContext, Grader, GraderConfig, register
 from cellprompt.grading.truth import obs_labels
@@ -34,7 +39,8 @@ class AgreementConfig(GraderConfig):
     label_column: str | None = None  # with a header: which column holds the label
     answer_field: str | None = None  # or an answer field: {cell_id: label}
     matching: Literal["hungarian", "exact", "majority"] = "hungarian"
-    thresholds: dict[str, float] = Field(min_length=1)  # accuracy, ari, nmi
+    thresholds: dict[str, float] = Field(min_length=1)  # see METRICS
+    score: str = "accuracy"  # the metric reported as the grade's score
 
     @model_validator(mode="after")
     def _check(self) -> AgreementConfig:
@@ -42,26 +48,36 @@ class AgreementConfig(GraderConfig):
             raise ValueError("give 'truth_obs' (a withheld obs column) or 'ground_truth_labels'")
         if not self.path and not self.answer_field:
             raise ValueError("give 'path' (a CSV in the workspace) or 'answer_field'")
-        unknown = set(self.thresholds) - {"accuracy", "ari", "nmi"}
+        unknown = set(self.thresholds) - set(METRICS)
         if unknown:
-            raise ValueError(f"unknown threshold(s) {sorted(unknown)}: use accuracy, ari, nmi")
+            raise ValueError(f"unknown threshold(s) {sorted(unknown)}: use {', '.join(METRICS)}")
+        if self.score not in METRICS:
+            raise ValueError(f"unknown score {self.score!r}: use one of {', '.join(METRICS)}")
         return self
 
 
-def read_label_csv(text: str, known: set[str], label_column: str | None) -> dict[str, str]:
-    """Cell id in the first column, label in `label_column` or the second; header optional."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    if not rows:
-        return {}
-    col = 1
-    if label_column is not None:
-        header = [h.strip() for h in rows[0]]
-        if label_column not in header:
-            return {}
-        col, rows = header.index(label_column), rows[1:]
-    elif rows[0][0] not in known:
-        rows = rows[1:]
-    return {r[0]: r[col].strip() for r in rows if len(r) > col}
+METRICS = ("accuracy", "ari", "nmi", "balanced_accuracy", "min_recall", "macro_f1")
+
+
+def per_class(truth: list[str], pred: list[str], mode: str, mapping: dict[str, str]
+              ) -> dict[str, dict[str, float]]:
+    """Recall and F1 of every true class, predicted labels mapped onto true ones first."""
+    if mode == "exact":
+        mapped = [p.casefold() for p in pred]
+        keys = [t.casefold() for t in truth]
+    else:
+        mapped = [mapping.get(p, MISSING) for p in pred]
+        keys = truth
+    out: dict[str, dict[str, float]] = {}
+    for cls, key in sorted(dict(zip(truth, keys, strict=True)).items()):
+        n_true = sum(k == key for k in keys)
+        n_pred = sum(m == key for m in mapped)
+        hit = sum(k == key and m == key for k, m in zip(keys, mapped, strict=True))
+        recall = hit / n_true if n_true else 0.0
+        precision = hit / n_pred if n_pred else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[cls] = {"recall": recall, "f1": f1, "n": n_true}
+    return out
 
 
 def best_match_accuracy(truth: list[str], pred: list[str], mode: str) -> tuple[float, dict]:
@@ -101,26 +117,29 @@ class LabelAgreement(Grader[AgreementConfig]):
         return {str(k): c.truth_map.get(str(v), str(v)) for k, v in raw.items() if v is not None}
 
     def _predicted(self, answer: dict[str, Any] | None, ctx: GradeContext,
-                   known: set[str]) -> tuple[dict[str, str] | None, str]:
+                   known: set[str]) -> tuple[dict[str, str] | None, str, list[str]]:
         c = self.config
         if c.path:
             if ctx.workspace is None:
-                raise GradingError(f"{self.type} grader reads {c.path} from the agent's workspace: "
-                                   "pass workspace=")
-            file = (Path(ctx.workspace) / c.path).resolve()
-            if not file.is_relative_to(Path(ctx.workspace).resolve()) or not file.is_file():
-                return None, f"{c.path}: not written"
-            return read_label_csv(file.read_text(errors="replace"), known, c.label_column), c.path
+                return None, f"{c.path}: not written (no workspace was kept)", []
+            try:
+                data = read_workspace_file(Path(ctx.workspace), c.path)
+            except UnsafePath as exc:
+                return None, str(exc), []
+            table = parse_cell_table(data, known, "label", c.label_column, name=c.path)
+            if table.problem:
+                return None, table.problem, []
+            return table.values, c.path, table.notes
         value = (answer or {}).get(c.answer_field or "")
         if not isinstance(value, dict):
-            return None, f"{c.answer_field}: missing or not a cell -> label mapping"
-        return {str(k): str(v) for k, v in value.items()}, c.answer_field or ""
+            return None, f"{c.answer_field}: missing or not a cell -> label mapping", []
+        return {str(k): str(v) for k, v in value.items()}, c.answer_field or "", []
 
     def grade(self, answer: dict[str, Any] | None, ctx: GradeContext) -> GradeResult:
         truth = self._truth(ctx)
         if not truth:
             raise GradingError(f"{self.type} grader: the true labels are empty")
-        pred, source = self._predicted(answer, ctx, set(truth))
+        pred, source, notes = self._predicted(answer, ctx, set(truth))
         thresholds = self.config.thresholds
         if not pred:
             why = source if pred is None else f"{source}: no labelled cells"
@@ -132,18 +151,30 @@ class LabelAgreement(Grader[AgreementConfig]):
         accuracy, mapping = best_match_accuracy(t, p, self.config.matching)
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # slow import
 
+        classes = per_class(t, p, self.config.matching, mapping)
+        recalls = [v["recall"] for v in classes.values()]
+        coverage = sum(x != MISSING for x in p) / len(cells)
         metrics: dict[str, Any] = {
             "accuracy": accuracy, "ari": float(adjusted_rand_score(t, p)),
             "nmi": float(normalized_mutual_info_score(t, p)),
-            "coverage": sum(x != MISSING for x in p) / len(cells),
+            "balanced_accuracy": float(np.mean(recalls)), "min_recall": float(min(recalls)),
+            "macro_f1": float(np.mean([v["f1"] for v in classes.values()])),
+            "per_class_recall": {k: round(v["recall"], 4) for k, v in classes.items()},
+            "coverage": coverage,
             "n_true_labels": len(set(t)), "n_predicted_labels": len(set(p) - {MISSING}),
             "thresholds": thresholds}
         if mapping:
             metrics["mapping"] = mapping
         scores = {name: 1.0 if metrics[name] >= v else 0.0 for name, v in thresholds.items()}
         ok = all(s == 1.0 for s in scores.values())
+        worst = min(classes, key=lambda k: classes[k]["recall"])
+        if coverage < 1:
+            notes = [f"{round((1 - coverage) * len(cells))} cell(s) have no label", *notes]
         reason = (f"{source}: accuracy ({self.config.matching}) {accuracy:.3f}, ARI "
-                  f"{metrics['ari']:.3f}, NMI {metrics['nmi']:.3f}, coverage "
-                  f"{metrics['coverage']:.2f}; thresholds {thresholds}: {'pass' if ok else 'fail'}")
-        return GradeResult(score=accuracy, passed=ok, field_scores=scores, metrics=metrics,
+                  f"{metrics['ari']:.3f}, NMI {metrics['nmi']:.3f}, lowest recall "
+                  f"{metrics['min_recall']:.2f} ({worst}), coverage {coverage:.2f}"
+                  f"{'; ' + '; '.join(notes) if notes else ''}; thresholds {thresholds}: "
+                  f"{'pass' if ok else 'fail'}")
+        score = min(1.0, max(0.0, float(metrics[self.config.score])))
+        return GradeResult(score=score, passed=ok, field_scores=scores, metrics=metrics,
                            reasoning=reason)

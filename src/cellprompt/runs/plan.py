@@ -75,5 +75,5 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
                         trial_id=trial_id(prompt, task.id, model, rep), prompt_id=prompt_id,
                         prompt=prompt, task_id=task.id, task_ref=task_ref, model=model,
                         base_url=base_url, replicate=rep, limits=limits or Limits(),
-                        sandbox_backend=sandbox_backend))
+                        sandbox_backend=sandbox_backend, task_kind=task.kind))
     return specs

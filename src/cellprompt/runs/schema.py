@@ -50,6 +50,7 @@ class TrialSpec(BaseModel):
     replicate: int = 0
     limits: Limits = Field(default_factory=Limits)
     sandbox_backend: str = "auto"
+    task_kind: Literal["sealed", "open"] = "sealed"  # open: judged only, ends with a written report
 
 
 class ExecutionRecord(BaseModel):
@@ -89,6 +90,8 @@ class TrialRecord(BaseModel):
     first_message: str = ""  # the task objective + data description the agent received
     turns: list[Turn] = Field(default_factory=list)
     answer: dict[str, Any] | None = None
+    report: str | None = None  # open analyses: the agent's written report (workspace file or final message)
+    report_source: str | None = None  # where the report came from: "workspace:report.md" or "message"
     grades: list[GradeResult] = Field(default_factory=list)
     score: float | None = None  # mean of grader scores; None when not gradable
     passed: bool = False  # every grader passed
@@ -141,5 +144,8 @@ class Evaluation(BaseModel):
     samples: list[JudgeSample] = Field(default_factory=list)
     grade_mean: float | None = None
     grade_sd: float | None = None
+    grade_range: float | None = None  # max - min over samples: the judge's own disagreement
+    disagreement: bool = False  # samples disagree by more than the judge's tolerance (see judge.py)
+    figures_shown: int = 0  # figures the (vision-capable) judge saw
     usage: Usage = Field(default_factory=Usage)
     judged_at: datetime = Field(default_factory=utcnow)

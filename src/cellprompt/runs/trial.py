@@ -7,7 +7,6 @@ function runs in a thread, a process or (later) a Ray worker.
 from __future__ import annotations
 
 import base64
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -16,6 +15,7 @@ from typing import Protocol
 
 from cellprompt.agent import AgentLimits, run_agent
 from cellprompt.errors import CellpromptError
+from cellprompt.runs.open_task import REPORT_FILE, open_first_message, report_text
 from cellprompt.runs.schema import TrialRecord, TrialSpec, utcnow
 from cellprompt.sandbox.base import Mount, Sandbox
 
@@ -50,23 +50,24 @@ def first_message(task: object, data_description: str) -> str:
     return "\n".join(parts)
 
 
-def _copy_workspace(sandbox: Sandbox, dest: Path) -> Path | None:
-    """Keep what the agent wrote (answers, tables) beside the trial, within a size cap."""
-    src = getattr(sandbox, "workspace", None)
-    if not isinstance(src, Path) or not src.is_dir():
-        return None
-    total = 0
-    for path in sorted(src.rglob("*")):
-        if not path.is_file() or path.is_symlink():
-            continue
-        size = path.stat().st_size
-        if total + size > MAX_WORKSPACE_COPY_BYTES:
-            continue
-        total += size
-        target = dest / path.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+def _copy_workspace(sandbox: Sandbox, dest: Path) -> Path:
+    """Keep what the agent wrote (answers, tables) beside the trial, within a size cap.
+
+    Through the sandbox's archive (never by walking a folder the agent controls); what
+    was left out is listed in `workspace.skipped.txt` beside it.
+    """
+    skipped = sandbox.export_workspace(dest, MAX_WORKSPACE_COPY_BYTES)
+    if skipped:
+        (dest.parent / "workspace.skipped.txt").write_text("\n".join(skipped) + "\n")
     return dest
+
+
+def _read_report(sandbox: Sandbox) -> bytes | None:
+    """The open analysis' report file, if the agent wrote one (read before the sandbox closes)."""
+    try:
+        return sandbox.read_file(REPORT_FILE)
+    except (FileNotFoundError, CellpromptError):
+        return None
 
 
 def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider = open_fresh,
@@ -84,7 +85,10 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         task = load_task(spec.task_ref)
         mat = materialise(task)
         mount = mat.mount()
-        record.first_message = first_message(task, describe(mat.agent_dataset).as_text(mat.dataset.name))
+        is_open = task.kind == "open"
+        description = describe(mat.agent_dataset).as_text(mat.dataset.name)
+        record.first_message = (open_first_message(task, description) if is_open
+                                else first_message(task, description))
         model = make_model(spec.model, base_url=spec.base_url,
                            reference_cells=task.reference.cells if task.reference else None)
         lim = spec.limits
@@ -107,16 +111,21 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         with provider(spec.sandbox_backend, [mount]) as sandbox:
             outcome = run_agent(system_prompt=spec.prompt, first_message=record.first_message,
                                 model=model, sandbox=sandbox, limits=limits, save_image=save_image,
-                                should_stop=should_stop)
+                                should_stop=should_stop, open_ended=is_open)
+            raw_report = _read_report(sandbox) if is_open else None
             workspace = _copy_workspace(sandbox, artifacts / "workspace")
         record.status, record.limit, record.error = outcome.status, outcome.limit, outcome.error
         record.turns, record.answer, record.usage = outcome.turns, outcome.answer, outcome.usage
         record.model_s, record.exec_s = outcome.model_s, outcome.exec_s
-        t_grade = time.monotonic()
-        record.grades = [grade(g, outcome.answer, mat.truth, workspace=workspace) for g in task.graders]
-        record.grade_s = time.monotonic() - t_grade
-        record.score = sum(g.score for g in record.grades) / len(record.grades)
-        record.passed = all(g.passed for g in record.grades)
+        if is_open:  # judged later by the LLM judge: no graders, no score
+            last = next((t.assistant_text for t in reversed(outcome.turns) if t.assistant_text.strip()), "")
+            record.report, record.report_source = report_text(raw_report, outcome.answer, last)
+        else:
+            t_grade = time.monotonic()
+            record.grades = [grade(g, outcome.answer, mat.truth, workspace=workspace) for g in task.graders]
+            record.grade_s = time.monotonic() - t_grade
+            record.score = sum(g.score for g in record.grades) / len(record.grades)
+            record.passed = all(g.passed for g in record.grades)
     except CellpromptError as exc:
         record.status, record.error = "error", str(exc)
     record.wall_s = time.monotonic() - t0

@@ -85,12 +85,19 @@ class SandboxSpec:
 
 @dataclass
 class Endpoint:
-    """Where the kernel service listens and the token it wants."""
+    """Where the kernel service listens, the token it wants, and who must be listening.
+
+    `peer_pid` is the host pid that every connection's peer (SO_PEERCRED of the
+    listening socket) must have: the launcher that created the socket (bwrap) or the
+    service process itself (docker, local). The client refuses any other peer before
+    it sends a byte, so a socket replaced by agent code never sees the token.
+    """
 
     token: str
     uds: Path | None = None
     host: str | None = None
     port: int | None = None
+    peer_pid: int | None = None
 
 
 class Launched(ABC):
@@ -98,7 +105,6 @@ class Launched(ABC):
 
     sandbox_id: str
     endpoint: Endpoint
-    workspace: Path  # host folder bound at /workspace
 
     @abstractmethod
     def alive(self) -> bool:
@@ -111,6 +117,10 @@ class Launched(ABC):
     @abstractmethod
     def logs(self, lines: int = 100) -> str:
         """The service's own log (never contains the token or executed code)."""
+
+    def oom_kills(self) -> int | None:
+        """How many processes the memory limit has killed so far; None when unknown."""
+        return None
 
 
 class Backend(ABC):
@@ -143,6 +153,7 @@ class Sandbox(Protocol):
     def restart(self) -> None: ...
     def read_file(self, path: str) -> bytes: ...
     def write_file(self, path: str, data: bytes) -> None: ...
+    def export_workspace(self, dest: Path, max_bytes: int = ...) -> list[str]: ...
     def close(self) -> None: ...
     def __enter__(self) -> Sandbox: ...
     def __exit__(self, *exc: object) -> None: ...

@@ -17,6 +17,7 @@ from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import SandboxSpec
 from cellprompt.sandbox.client import HttpSandbox
+from cellprompt.sandbox.runtime_data import exposed_summary, forbidden_exposed, scan_code
 
 REQUIREMENTS = Path(__file__).resolve().parent / "service" / "requirements.txt"
 # import names of the requirements (distribution names differ for some)
@@ -57,6 +58,30 @@ def build_numba_seed(python: Path, seed: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_runtime_data(sb: HttpSandbox, backend: str) -> str:
+    """List the data files agent code can see; fail on any that may hold a task's truth.
+
+    Run inside a real sandbox, so it checks what agent code actually sees (the overlays
+    of `runtime_data.hidden_paths` for bwrap, the image's deletions for docker).
+    """
+    import json
+
+    r = sb.execute(scan_code(), timeout=300)
+    lines = r.text().strip().splitlines()
+    try:
+        scan = json.loads(lines[-1]) if r.final_status == "ok" and lines else None
+    except json.JSONDecodeError:
+        scan = None
+    if not isinstance(scan, dict):
+        raise SandboxError(f"the {backend} runtime data scan did not run: {r.text()[-300:]}")
+    bad = forbidden_exposed(scan)
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise SandboxError(f"the {backend} sandbox exposes data that can hold a task's truth: "
+                           f"{'; '.join(bad[:3])}{more}; rebuild the runtime without it")
+    return exposed_summary(scan)
+
+
 def build_bwrap(python: Path | None = None, progress: Progress | None = None) -> str:
     """Install missing requirements into the runtime, then self-check; return a summary."""
     from cellprompt.sandbox.bwrap_backend import BwrapBackend, numba_seed_dir
@@ -81,9 +106,12 @@ def build_bwrap(python: Path | None = None, progress: Progress | None = None) ->
     launched = backend.launch(SandboxSpec(memory="2g"), state.new_sandbox_id())
     with HttpSandbox(launched, backend.name) as sb:
         r = sb.execute(SELF_CHECK, timeout=300)
-    if r.final_status != "ok" or not r.images():
-        raise SandboxError(f"the bwrap sandbox self-check failed: {r.text()[-400:]}")
-    return f"bwrap runtime ready: {python} ({len(MODULES)} requirements present, self-check ok)"
+        if r.final_status != "ok" or not r.images():
+            raise SandboxError(f"the bwrap sandbox self-check failed: {r.text()[-400:]}")
+        say("listing the data files the sandbox runtime exposes")
+        exposed = check_runtime_data(sb, "bwrap")
+    return (f"bwrap runtime ready: {python} ({len(MODULES)} requirements present, self-check ok; "
+            f"exposes {exposed}, none holding a task's data)")
 
 
 def build(backend: str, progress: Progress | None = None, **options: object) -> str:
@@ -92,9 +120,16 @@ def build(backend: str, progress: Progress | None = None, **options: object) -> 
         return build_bwrap(progress=progress)
     if backend == "docker":
         from cellprompt.sandbox import docker_backend
+        from cellprompt.sandbox.api import open_sandbox
 
         tag = docker_backend.build_image(progress=progress, **options)  # type: ignore[arg-type]
-        return f"docker image ready: {tag}"
+        if tag != docker_backend.image_tag():  # not the image sandboxes use: nothing to prove
+            return f"docker image ready: {tag}"
+        if progress:
+            progress("listing the data files the sandbox image exposes")
+        with open_sandbox(backend="docker") as sb:
+            exposed = check_runtime_data(sb, "docker")
+        return f"docker image ready: {tag} (exposes {exposed}, none holding a task's data)"
     if backend == "local":
         missing = missing_modules(Path(sys.executable))
         if missing:

@@ -4,12 +4,27 @@ For machines where bubblewrap cannot run (macOS, Windows, clusters without user
 namespaces). The container has no network at all (`network_mode="none"`): the
 host talks to the service through a Unix socket in a bind-mounted host folder,
 so no port is published anywhere. Datasets are bind-mounted read-only (never
-copied, so a 10 GB dataset costs nothing), `/workspace` is a fresh host folder,
-the root filesystem is read-only, and every capability is dropped.
+copied, so a 10 GB dataset costs nothing), the root filesystem is read-only,
+every capability is dropped, no-new-privileges is set, and the seccomp filter of
+`cellprompt.sandbox.seccomp` (no ptrace, keyrings, bpf, perf, namespaces,
+mounts, modules, kexec, nor setuid/setgid bits) replaces Docker's default.
+
+The host shares no folder with agent code but the socket's: `/workspace` and
+`/tmp` are tmpfs mounts inside the container (nosuid, nodev, counted in its
+memory limit; the workspace at most `sandbox_workspace_quota` and half the
+memory, so a full disk is an ENOSPC for the agent, never for the host), and
+files reach the host only through the service (`/files`, `/archive`). The
+socket's folder must stay writable by the service, so agent code (same uid)
+could put its own listener there: the host therefore pins the service at
+launch (the SO_PEERCRED pid of the socket that first answers `/status` must be
+a direct child of the container's init, which only the service is) and the
+client refuses any other peer on every later connection (`Endpoint.peer_pid`).
 
 A container outlives a crashed parent (no engine offers die-with-parent), so each
 one carries labels naming its launcher; `cleanup_stale` removes those whose
-launcher is gone, and every new run calls it.
+launcher is gone, and every new run calls it. Removal kills first and uses
+short engine timeouts, so `stop()` returns within seconds even when the service
+inside is stopped or wedged.
 """
 
 from __future__ import annotations
@@ -17,9 +32,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import socket
 import tarfile
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -28,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import psutil
 
 from cellprompt import __version__
 from cellprompt.config import get_settings
@@ -35,7 +53,8 @@ from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
 from cellprompt.sandbox.limits import parse_memory
-from cellprompt.sandbox.process import http_client, write_token
+from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid, write_token
+from cellprompt.sandbox.seccomp import docker_profile
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -50,7 +69,12 @@ START_TIMEOUT_S = 120.0
 ORPHAN_GRACE_S = 300.0  # a detached sandbox's folder may precede its container by this much
 RUN_IN = "/run/cellprompt"  # where the host's per-sandbox `run/` folder appears in the container
 SERVICE_COMMAND = ["python", "-m", "service", "--uds", f"{RUN_IN}/kernel.sock",
-                   "--token-file", f"{RUN_IN}/token", "--workspace", "/workspace"]
+                   "--token-file", f"{RUN_IN}/token", "--workspace", "/workspace",
+                   "--scratch", "/tmp"]
+# Engine calls that end a sandbox: each bounded, so `stop()` returns within 10 s in all.
+KILL_TIMEOUT_S = 3
+REMOVE_TIMEOUT_S = 5
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Host variables a build forwards to pip inside the image (only web indexes: a file:// index
 # or find-links folder lives on the host's disk and means nothing inside the build).
 PIP_BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
@@ -252,24 +276,64 @@ def _labels(sandbox_id: str, spec: SandboxSpec, base: Path) -> dict[str, str]:
     }
 
 
+def _quick(client: DockerClient, timeout: float) -> DockerClient:
+    """A client of the same engine (as `connect` found it) giving up after `timeout` s a call."""
+    import docker
+
+    return docker.from_env(timeout=int(timeout), version=client.api.api_version)
+
+
 def _remove(client: DockerClient, name: str, base: Path | None) -> None:
-    """Remove the container (running or not) and its host folder; ignore what is gone."""
+    """Kill and remove the container (running or not) and its host folder; ignore what is gone.
+
+    SIGKILL first (a stopped or wedged service ignores anything gentler), each engine call
+    bounded: when the engine does not answer in time the removal is finished in the
+    background, so the caller is never held much longer than `KILL_TIMEOUT_S +
+    REMOVE_TIMEOUT_S`.
+    """
     from docker.errors import APIError, NotFound
 
-    with contextlib.suppress(NotFound):
+    with contextlib.closing(_quick(client, KILL_TIMEOUT_S)) as quick, \
+            contextlib.suppress(Exception):  # not running, gone, slow: the removal decides
+        quick.api.kill(name)
+    with contextlib.closing(_quick(client, REMOVE_TIMEOUT_S)) as quick:
         try:
-            client.api.remove_container(name, force=True)
+            quick.api.remove_container(name, force=True)
+        except NotFound:
+            pass
         except APIError as exc:
             if "already in progress" not in str(exc):
                 raise
+        except Exception:  # no answer in time: finish later, never hold the caller
+            threading.Thread(target=_remove_quietly, args=(client, name, None), daemon=True,
+                             name=f"remove-{name}").start()
     if base is not None and base.parent == state.state_root():
         state.remove_dir(base.name)
 
 
-def _remove_quietly(client: DockerClient, name: str, base: Path) -> None:
+def _remove_quietly(client: DockerClient, name: str, base: Path | None) -> None:
     """For finalisers: at interpreter exit the engine may be gone; nothing to report to."""
+    from docker.errors import NotFound
+
     with contextlib.suppress(Exception):
-        _remove(client, name, base)
+        with contextlib.suppress(NotFound):
+            client.api.remove_container(name, force=True)
+        if base is not None and base.parent == state.state_root():
+            state.remove_dir(base.name)
+
+
+def _memory_cgroups(pid: int) -> list[str]:
+    """The memory cgroup folder(s) of host process `pid` (v1 `memory` line, or v2 unified)."""
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            rel = path.lstrip("/")
+            if "memory" in controllers.split(","):
+                found.append(str(CGROUP_ROOT / "memory" / rel))
+            elif controllers == "":
+                found += [str(CGROUP_ROOT / rel), str(CGROUP_ROOT / "unified" / rel)]
+    return [f for f in found if Path(f).is_dir()]
 
 
 class DockerLaunched(Launched):
@@ -279,10 +343,10 @@ class DockerLaunched(Launched):
                  endpoint: Endpoint, base: Path, detached: bool) -> None:
         self.sandbox_id = sandbox_id
         self.endpoint = endpoint
-        self.workspace = base / "workspace"
         self.container_name = name
         self._client = client
         self._base = base
+        self._cgroups: list[str] | None = None  # found once: the container's never change
         # Garbage collection and interpreter exit remove a non-detached container too.
         self._finalizer = weakref.finalize(self, _remove_quietly, client, name, base)
         if detached:
@@ -310,8 +374,62 @@ class DockerLaunched(Launched):
         except NotFound:
             return ""
 
+    def oom_kills(self) -> int | None:
+        """`oom_kill` of the container's memory cgroup (v2 memory.events, v1 oom_control).
+
+        The engine's own `OOMKilled` only covers the container's init; the kernel is a
+        grandchild, so the cgroup's counter is what tells a real out-of-memory kill from
+        agent code's own SIGKILL.
+        """
+        if self._cgroups is None:
+            pid = self._init_pid()
+            if pid is None:
+                return None
+            self._cgroups = _memory_cgroups(pid)
+        return oom_kill_count(self._cgroups)
+
+    def _init_pid(self) -> int | None:
+        """The host pid of the container's init (docker-init), None when not running."""
+        from docker.errors import NotFound
+
+        try:
+            pid = int(self._client.api.inspect_container(self.container_name)["State"]["Pid"])
+        except (NotFound, KeyError, TypeError, ValueError):
+            return None
+        return pid or None
+
+    def pin_service(self) -> None:
+        """Record the service's host pid as the only peer the client may talk to.
+
+        Called once the socket has answered `/status`, before any agent code ran. The
+        listener must be a direct child of the container's init: the service is, while
+        anything agent code starts descends from the kernel (the service is its
+        subreaper). Raises `SandboxError` (and removes the container) otherwise.
+        """
+        sock = self.endpoint.uds
+        assert sock is not None
+        init = self._init_pid()
+        try:
+            pid = peer_pid(sock)
+            parent = psutil.Process(pid).ppid() if pid > 0 else None
+        except (OSError, psutil.Error):
+            pid, parent = 0, None
+        if init is None or parent != init:
+            self.stop()
+            raise SandboxError(f"docker sandbox {self.sandbox_id}: its socket is not served by "
+                               f"the sandbox's service (listener pid {pid or 'unknown'}, "
+                               f"container init {init}); the sandbox was removed")
+        self.endpoint.peer_pid = pid
+        if init is not None:
+            self._cgroups = _memory_cgroups(init)
+        rec = state.read_record(self.sandbox_id)
+        if rec is not None:
+            rec.peer_pid = pid
+            state.write_record(rec)
+
     def wait_until_serving(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Return once `/status` answers; fail with the container's log when it never does."""
+        """Return once `/status` answers and the service is pinned; fail with the container's
+        log when it never does."""
         deadline = time.monotonic() + timeout
         next_check = 0.0
         sock = self.endpoint.uds
@@ -321,6 +439,7 @@ class DockerLaunched(Launched):
                 if sock.exists():
                     with contextlib.suppress(httpx.TransportError):
                         if client.get("/status").status_code == 200:
+                            self.pin_service()
                             return
                 if time.monotonic() >= next_check:  # an engine round trip: not every spin
                     next_check = time.monotonic() + 0.25
@@ -333,6 +452,30 @@ class DockerLaunched(Launched):
         self.stop()
         raise SandboxError(f"docker sandbox {self.sandbox_id} did not answer within "
                            f"{timeout:.0f} s; see `cellprompt sandbox logs {self.sandbox_id}`")
+
+
+def workspace_quota(memory: int) -> int:
+    """Bytes `/workspace` may hold: the setting, and at most half the memory limit (the
+    tmpfs is counted in it, so a full workspace still leaves the kernel room to run)."""
+    return min(parse_memory(get_settings().sandbox_workspace_quota), memory // 2)
+
+
+def tmpfs_mounts(memory: int, user: str) -> dict[str, str]:
+    """`/workspace` (owned by the sandbox's user, capped) and `/tmp`, both in memory.
+
+    Neither is a host folder: nothing agent code writes lands on the host's disk,
+    and a setuid bit (denied by seccomp anyway) means nothing on nosuid mounts.
+    """
+    uid, gid = user.split(":")
+    return {"/workspace": (f"rw,nosuid,nodev,exec,size={workspace_quota(memory)},"
+                           f"uid={uid},gid={gid},mode=0755"),
+            "/tmp": f"rw,nosuid,nodev,exec,size={memory},mode=1777"}
+
+
+def security_options() -> list[str]:
+    """cellprompt's seccomp filter in place of Docker's default, and no-new-privileges."""
+    return ["seccomp=" + json.dumps(docker_profile(), separators=(",", ":")),
+            "no-new-privileges"]
 
 
 def _readable_by(path: Path, user: str) -> bool:
@@ -387,9 +530,9 @@ class DockerBackend(Backend):
                 "network); drop the TCP option or use --backend bwrap")
         image = self._image()
         base = state.make_dirs(sandbox_id)
-        run, workspace = base / "run", base / "workspace"
+        run = base / "run"
         token = write_token(run)
-        user = self._user(image, run, workspace)
+        user = self._user(image, run)
         unreadable = [m.source for m in spec.datasets if not _readable_by(m.source, user)]
         if unreadable:
             state.remove_dir(sandbox_id)
@@ -397,8 +540,7 @@ class DockerBackend(Backend):
                                f"(uid {user.split(':')[0]}): make it readable (chmod a+r {unreadable[0]})")
         name = container_name(sandbox_id)
         memory = parse_memory(spec.memory)
-        volumes = {str(run): {"bind": RUN_IN, "mode": "rw"},
-                   str(workspace): {"bind": "/workspace", "mode": "rw"}}
+        volumes = {str(run): {"bind": RUN_IN, "mode": "rw"}}
         for mount in spec.datasets:
             volumes[str(mount.source.resolve())] = {"bind": f"/data/{mount.name}", "mode": "ro"}
         record = state.SandboxRecord(
@@ -413,11 +555,10 @@ class DockerBackend(Backend):
                 image.id, SERVICE_COMMAND, detach=True, name=name, hostname="sandbox", user=user,
                 labels=_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
-                tmpfs={"/tmp": f"rw,nosuid,nodev,size={memory},mode=1777"},
-                volumes=volumes, working_dir="/opt/cellprompt",
+                tmpfs=tmpfs_mounts(memory, user), volumes=volumes, working_dir="/opt/cellprompt",
                 environment={"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus)))},
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(spec.cpus * 1e9),
-                pids_limit=spec.pids, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                pids_limit=spec.pids, cap_drop=["ALL"], security_opt=security_options(),
                 init=True, ipc_mode="private", log_config={"type": "json-file",
                                                             "config": {"max-size": "1m"}})
         except APIError as exc:
@@ -430,17 +571,17 @@ class DockerBackend(Backend):
         launched.wait_until_serving()
         return launched
 
-    def _user(self, image: Image, run: Path, workspace: Path) -> str:
-        """Who the service runs as, and folders it may use.
+    def _user(self, image: Image, run: Path) -> str:
+        """Who the service runs as, and the socket folder it may use.
 
-        The image's unprivileged user, when we are root (we hand it the folders);
-        else our own uid, so that we can use the socket and files it creates.
+        The image's unprivileged user, when we are root (we hand it the folder);
+        else our own uid, so that we can use the socket it creates.
         """
         uid = os.getuid()
         if uid != 0:
             return f"{uid}:{os.getgid()}"
         sandbox_uid = int((image.labels or {}).get(f"{LABEL}.uid", "1000"))
-        for path in (run, run / "token", workspace):
+        for path in (run, run / "token"):
             os.chown(path, sandbox_uid, sandbox_uid)
         return f"{sandbox_uid}:{sandbox_uid}"
 
@@ -491,7 +632,8 @@ class DockerBackend(Backend):
         rec = state.read_record(sandbox_id)
         if rec is None or rec.backend != self.name or rec.container is None:
             raise SandboxError(f"no docker sandbox {sandbox_id}; see `cellprompt sandbox status`")
-        endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None)
+        endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None,
+                            peer_pid=rec.peer_pid)
         return DockerLaunched(self.client, rec.container, sandbox_id, endpoint,
                               state.sandbox_dir(sandbox_id), detached=True)
 

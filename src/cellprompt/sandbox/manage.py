@@ -32,8 +32,8 @@ def _launched(rec: state.SandboxRecord) -> Launched:
 
         return DockerBackend().attach(rec.sandbox_id)
     endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None,
-                        host=rec.host, port=rec.port)
-    return ProcessLaunched(rec, endpoint, state.sandbox_dir(rec.sandbox_id) / "workspace")
+                        host=rec.host, port=rec.port, peer_pid=rec.peer_pid)
+    return ProcessLaunched(rec, endpoint)
 
 
 def _record(sandbox_id: str) -> state.SandboxRecord:

@@ -17,11 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import spawn, state
 from cellprompt.sandbox.base import Endpoint, Launched
 from cellprompt.sandbox.limits import remove_cgroups
+from cellprompt.sandbox.transport import http_client, peer_pid
+
+__all__ = ["ProcessLaunched", "cleanup_stale_processes", "http_client", "peer_pid",
+           "start_process", "terminate_pid", "write_token"]
 
 START_TIMEOUT_S = 60.0
 SERVICE_PACKAGE_PARENT = Path(__file__).resolve().parent  # holds the `service` package
@@ -44,14 +49,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_client(endpoint: Endpoint, timeout: float = 10.0) -> httpx.Client:
-    """An httpx client for the endpoint: Unix socket when it has one, else TCP."""
-    if endpoint.uds is not None:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(endpoint.uds)),
-                            base_url="http://sandbox", timeout=timeout)
-    return httpx.Client(base_url=f"http://{endpoint.host}:{endpoint.port}", timeout=timeout)
-
-
 def terminate_pid(pid: int, started: float | None, group: bool = True) -> None:
     """SIGKILL the process (and its group), unless the pid now belongs to someone else."""
     if not state.pid_alive(pid, started):
@@ -66,11 +63,10 @@ def terminate_pid(pid: int, started: float | None, group: bool = True) -> None:
 class ProcessLaunched(Launched):
     """A kernel service running as one host process (plain or under bubblewrap)."""
 
-    def __init__(self, record: state.SandboxRecord, endpoint: Endpoint, workspace: Path,
+    def __init__(self, record: state.SandboxRecord, endpoint: Endpoint,
                  proc: subprocess.Popen[bytes] | None = None) -> None:
         self.sandbox_id = record.sandbox_id
         self.endpoint = endpoint
-        self.workspace = workspace
         self.record = record
         self._proc = proc
         self._stopped = False
@@ -98,6 +94,29 @@ class ProcessLaunched(Launched):
         remove_cgroups(self.record.cgroups)
         state.remove_dir(self.sandbox_id)
 
+    def _pin_peer(self) -> None:
+        """Record which process listens, now that it serves and before any agent code ran.
+
+        It must be the process we spawned or one of its descendants (bwrap forks the service
+        inside); every later connection must come from exactly that pid.
+        """
+        if self.endpoint.uds is None:
+            return
+        pid = peer_pid(self.endpoint.uds)
+        try:
+            lineage = [pid, *(p.pid for p in psutil.Process(pid).parents())]
+        except psutil.Error:
+            lineage = []
+        if self.record.pid not in lineage:
+            self.stop()
+            raise SandboxError(f"sandbox {self.sandbox_id}: its socket is served by pid {pid}, "
+                               "not by the service we launched; refusing it")
+        self.endpoint.peer_pid = self.record.peer_pid = pid
+        state.write_record(self.record)
+
+    def oom_kills(self) -> int | None:
+        return oom_kill_count(self.record.cgroups)
+
     def logs(self, lines: int = 100) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -118,6 +137,7 @@ class ProcessLaunched(Launched):
                 if self.endpoint.uds is None or self.endpoint.uds.exists():
                     with contextlib.suppress(httpx.TransportError):
                         if client.get("/status").status_code == 200:
+                            self._pin_peer()
                             return
                 time.sleep(0.005)
         self.stop()
@@ -126,22 +146,37 @@ class ProcessLaunched(Launched):
 
 
 def start_process(argv: list[str], *, record: state.SandboxRecord, endpoint: Endpoint,
-                  env: dict[str, str], cwd: Path,
+                  env: dict[str, str], cwd: Path, pass_fds: tuple[int, ...] = (),
                   finish: Callable[[ProcessLaunched], None] | None = None) -> ProcessLaunched:
-    """Spawn `argv` with its log in the sandbox folder, record it, wait until it serves."""
+    """Spawn `argv` with its log in the sandbox folder, record it, wait until it serves.
+
+    Once it serves, the listening process is pinned (`Endpoint.peer_pid`).
+    """
     base = state.sandbox_dir(record.sandbox_id)
     with open(base / "service.log", "ab") as log:
         proc = spawn.popen(args=argv, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL,
                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                           close_fds=True)
+                           close_fds=True, pass_fds=pass_fds)
     record.pid = proc.pid
     record.pid_started = state.process_start_time(proc.pid)
     state.write_record(record)
-    launched = ProcessLaunched(record, endpoint, base / "workspace", proc)
+    launched = ProcessLaunched(record, endpoint, proc)
     if finish is not None:
         finish(launched)
     launched.wait_until_serving()
     return launched
+
+
+def oom_kill_count(cgroups: list[str]) -> int | None:
+    """Processes the sandbox's memory cgroup has OOM-killed (v2 memory.events, v1 oom_control)."""
+    for raw in cgroups:
+        for name in ("memory.events", "memory.oom_control"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in (Path(raw) / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return None
 
 
 def cleanup_stale_processes(backend: str) -> list[str]:

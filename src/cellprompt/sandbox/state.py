@@ -32,6 +32,11 @@ class SandboxRecord(BaseModel):
     pid: int | None = None  # the host process holding the sandbox (bwrap, service, ...)
     pid_started: float | None = None  # its start time: tells a live pid from a reused one
     parent_pid: int | None = None  # the process that launched it; None when detached
+    # who is launching it, recorded before anything starts: a sandbox whose pid is not known
+    # yet belongs to a live launcher, never to another process's stale sweep
+    launcher_pid: int = Field(default_factory=os.getpid)
+    launcher_started: float | None = Field(default_factory=lambda: _own_start_time())
+    peer_pid: int | None = None  # the listener every connection must come from (Endpoint)
     detached: bool = False
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     uds: str | None = None
@@ -65,6 +70,18 @@ def make_dirs(sandbox_id: str) -> Path:
     return base
 
 
+def stage_dir(sandbox_id: str) -> Path:
+    """A folder the sandbox's unprivileged host uid may traverse (not list), for staged binds.
+
+    Only the sandbox folder is opened to traversal for it; `run/` (socket) stays 0700.
+    """
+    base = sandbox_dir(sandbox_id)
+    base.chmod(0o711)
+    stage = base / "stage"
+    stage.mkdir(mode=0o711)
+    return stage
+
+
 def write_record(record: SandboxRecord) -> None:
     path = sandbox_dir(record.sandbox_id) / RECORD
     tmp = path.with_suffix(".tmp")
@@ -90,6 +107,10 @@ def all_records() -> list[SandboxRecord]:
     return records
 
 
+def _own_start_time() -> float | None:
+    return process_start_time(os.getpid())
+
+
 def process_start_time(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()
@@ -111,12 +132,19 @@ def pid_alive(pid: int | None, started: float | None = None) -> bool:
 
 
 def is_stale(record: SandboxRecord) -> bool:
-    """Left behind: its holder is gone, or its non-detached launcher died."""
+    """Left behind: its holder is gone, or its non-detached launcher died.
+
+    A record without a pid is a launch in progress: stale only once its launcher
+    (pid and start time, so a reused pid does not count) is gone.
+    """
+    launcher_alive = pid_alive(record.launcher_pid, record.launcher_started)
     if record.container is not None:
-        return not record.detached and not pid_alive(record.parent_pid)
+        return not record.detached and not launcher_alive
+    if record.pid is None:
+        return not launcher_alive
     if not pid_alive(record.pid, record.pid_started):
         return True
-    return not record.detached and not pid_alive(record.parent_pid)
+    return not record.detached and not launcher_alive
 
 
 def remove_dir(sandbox_id: str) -> None:

@@ -32,7 +32,8 @@ def _describe(exc: ValidationError) -> str:
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     if first["type"] == "missing":
         return f"field '{loc}' is required{more}"
-    return f"field '{loc}': {first['msg']}, got {got}{more}"
+    msg = first["msg"].removeprefix("Value error, ")  # a validator's own sentence, as written
+    return f"field '{loc}': {msg}, got {got}{more}"
 
 
 def check_task(task: Task, where: str) -> Task:

@@ -1,10 +1,13 @@
-"""Make the agent's copy of a task's dataset and keep what it withholds as ground truth.
+"""Make the agent's sealed copy of a task's dataset and keep the truth on the host.
 
-The copy is cached under `<datasets_dir>/agent-copies/<key>/` where the key
-hashes the source file's identity (path, size, mtime) and the withhold spec, so
-every trial of a task shares one copy and editing either invalidates it. The
-truth is JSON (`truth.json` beside the copy): graders read it on the host; it is
-never mounted into the agent's sandbox.
+The copy is sealed (`seal.py`: shuffled rows, salted-hash ids, and for public
+sources a perturbed subsample), the task's truth recipe runs on it (`truths.py`),
+then the withheld parts are removed. It is cached under
+`<datasets_dir>/agent-copies/<key>/` where the key hashes the source file's
+identity (path, size, mtime), the withhold, seal and truth specs, so every trial
+of a task shares one copy and editing any of them invalidates it. The truth is
+JSON (`truth.json` beside the copy, with the salt in `salt`, both mode 0600):
+graders read it on the host; it is never mounted into the agent's sandbox.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -27,9 +31,11 @@ from cellprompt.config import get_settings
 from cellprompt.datasets import ResolvedDataset, resolve
 from cellprompt.errors import TaskError
 from cellprompt.sandbox.base import Mount
+from cellprompt.tasks import truths
+from cellprompt.tasks.seal import SealPlan, seal
 from cellprompt.tasks.spec import Task
 
-FORMAT_VERSION = 1  # bump when the copy or truth layout changes: old cache entries are ignored
+FORMAT_VERSION = 2  # bump when the copy or truth layout changes: old cache entries are ignored
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,8 @@ def jsonable(value: Any) -> Any:
 def _cache_key(source: Path, task: Task) -> str:
     st = source.stat()
     ident = {"source": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-             "withhold": task.withhold.model_dump(), "format": FORMAT_VERSION}
+             "withhold": task.withhold.model_dump(), "seal": task.seal.model_dump(),
+             "truth": task.truth.model_dump() if task.truth else None, "format": FORMAT_VERSION}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -126,18 +133,50 @@ def withhold(adata: Any, task: Task, dataset: str) -> dict[str, Any]:
     return truth
 
 
+def _public(dataset: ResolvedDataset) -> bool:
+    """Public sources (library-bundled builtins, Census) could be joined back to the original."""
+    if dataset.source == "builtin":
+        from cellprompt.datasets.builtin import is_public
+
+        return is_public(dataset.name)
+    return dataset.source == "census"
+
+
+def _merge(truth: dict[str, Any], parts: dict[str, dict[str, Any]]) -> None:
+    for section, values in parts.items():
+        truth.setdefault(section, {}).update(jsonable(values))
+
+
 def _write_copy(task: Task, dataset: ResolvedDataset, folder: Path) -> None:
     import anndata as ad
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        adata = ad.read_h5ad(dataset.path)
+        source = ad.read_h5ad(dataset.path)
+    salt = secrets.token_bytes(16)
+    adata, origin = seal(source, SealPlan.resolve(task.seal, _public(dataset)), salt)
+    del source
+    computed: dict[str, dict[str, Any]] = {}
+    if task.truth is not None:
+        try:
+            computed = truths.compute(task.truth.recipe, adata, origin, task.truth.params)
+        except (KeyError, ValueError) as exc:
+            raise TaskError(f"task {task.id}: truth recipe {task.truth.recipe!r} failed on "
+                            f"{dataset.ref}: {type(exc).__name__}: {exc}") from None
     truth = withhold(adata, task, dataset.ref)
+    _merge(truth, computed)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
-        adata.write_h5ad(staging / "agent.h5ad")
-        (staging / "truth.json").write_text(json.dumps(truth))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adata.write_h5ad(staging / "agent.h5ad")
+        os.chmod(staging / "agent.h5ad", 0o644)  # sandboxes run as another uid: world-readable
+        for name, data in (("truth.json", json.dumps(truth).encode()), ("salt", salt.hex().encode())):
+            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        os.replace(staging / "salt", folder / "salt")
         os.replace(staging / "truth.json", folder / "truth.json")
         os.replace(staging / "agent.h5ad", folder / "agent.h5ad")  # last: marks the entry done
     finally:
@@ -147,12 +186,9 @@ def _write_copy(task: Task, dataset: ResolvedDataset, folder: Path) -> None:
 
 
 def materialise(task: Task, *, datasets_dir: Path | None = None) -> MaterialisedTask:
-    """Resolve the task's dataset and return the agent's copy plus the truth, made once."""
+    """Resolve the task's dataset and return the sealed agent copy plus the truth, made once."""
     datasets_dir = Path(datasets_dir) if datasets_dir is not None else get_settings().datasets_dir
     dataset = resolve(task.dataset, datasets_dir=datasets_dir)
-    w = task.withhold
-    if not any((w.obs, w.var, w.uns, w.obsm, w.varm, w.obsp)):
-        return MaterialisedTask(task, dataset, dataset.path, {})
     folder = datasets_dir / "agent-copies" / f"{dataset.name}-{_cache_key(dataset.path, task)}"
     copy = folder / "agent.h5ad"
     if not (copy.is_file() and (folder / "truth.json").is_file()):

@@ -23,9 +23,11 @@
   function renderTrial(t) {
     var root = el("div", "trial-body");
     var meta = el("p", "meta");
-    meta.appendChild(el("span", "badge " + (t.passed ? "ok" : "bad"), t.passed ? "passed" : t.status));
+    var open = t.kind === "open";
+    meta.appendChild(el("span", "badge " + (t.passed || (open && t.report) ? "ok" : "bad"),
+      open ? (t.report ? "reported" : t.status) : (t.passed ? "passed" : t.status)));
     meta.appendChild(document.createTextNode(
-      "score " + fmt(t.score, 3) + " · cost $" + fmt(t.cost, 4) + " · " + t.tokens + " tokens · " +
+      (open ? "open analysis (judged only)" : "score " + fmt(t.score, 3)) + " · cost $" + fmt(t.cost, 4) + " · " + t.tokens + " tokens · " +
       fmt(t.wall, 1) + " s · trial " + t.id + (t.limit ? " · limit " + t.limit : "") + (t.error ? " · " + t.error : "")));
     root.appendChild(meta);
     if (t.grades.length) {
@@ -38,7 +40,9 @@
     if (t.judge) {
       var j = el("div", "judge");
       if (t.judge.ok) {
-        j.appendChild(el("p", null, "Grade " + fmt(t.judge.grade, 1) + " ± " + fmt(t.judge.sd, 1) + " / 100 by " + t.judge.model));
+        j.appendChild(el("p", null, "Grade " + fmt(t.judge.grade, 1) + " ± " + fmt(t.judge.sd, 1) + " / 100 by " + t.judge.model +
+          (t.judge.figures ? " · saw " + t.judge.figures + " figure(s)" : "")));
+        if (t.judge.disagreement) j.appendChild(el("p", "error", "⚠ the judge's samples disagree: they span " + fmt(t.judge.range, 0) + " points"));
         t.judge.samples.forEach(function (s, i) {
           var ul = el("ul");
           s.criteria.forEach(function (c) { ul.appendChild(el("li", null, c.name + ": " + c.score + "/10 " + (c.comment || ""))); });
@@ -51,6 +55,8 @@
       }
       root.appendChild(details("Judge", j, true));
     }
+    if (open) root.appendChild(details("Report" + (t.report_source ? " (" + t.report_source + ")" : ""),
+      el("pre", "stream report", t.report || "(no report was written)"), true));
     root.appendChild(details("System prompt", el("pre", "stream", t.system_prompt), false));
     if (t.first_message) root.appendChild(details("First message", el("pre", "stream", t.first_message), false));
     var conv = el("div", "conversation");

@@ -1,7 +1,13 @@
-"""`python -m service --uds PATH | --host H --port N  --token-file F --workspace DIR`.
+"""`python -m service --uds PATH | --listen-fd N | --port N  --token-file F | --token-fd N ...`.
 
 The kernel is launched before the web stack is imported, so its start-up
 overlaps the service's own: cold start costs little more than a bare kernel.
+
+`--listen-fd` and `--token-fd` are how the bwrap backend starts us: the host
+creates the listening socket in a folder the sandbox cannot see and hands us
+the socket and a pipe holding the token, so agent code can neither replace the
+socket nor ever find the token on disk. `--scratch` names the sandbox's private
+/tmp, emptied whenever the kernel restarts (never given for unsandboxed runs).
 """
 
 from __future__ import annotations
@@ -28,9 +34,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--uds", type=Path, help="serve on this Unix socket")
     where.add_argument("--port", type=int, help="serve on TCP (with --host, default 127.0.0.1)")
+    where.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--token-file", type=Path, required=True,
-                   help="file holding the bearer token; deleted once read")
+    token = p.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token-file", type=Path,
+                       help="file holding the bearer token; deleted once read")
+    token.add_argument("--token-fd", type=int, help="inherited pipe holding the bearer token")
+    p.add_argument("--scratch", type=Path, default=None,
+                   help="the sandbox's private /tmp: emptied on every kernel restart")
     p.add_argument("--workspace", type=Path, required=True)
     p.add_argument("--output-cap", type=int, default=DEFAULT_CAP)
     p.add_argument("--parent-pid", type=int, default=None,
@@ -38,9 +49,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _read_token(path: Path) -> str:
-    token = path.read_text().strip()
-    path.unlink()
+def _read_token(args: argparse.Namespace) -> str:
+    if args.token_fd is not None:
+        with os.fdopen(args.token_fd, "r") as fh:
+            token = fh.read().strip()
+    else:
+        token = args.token_file.read_text().strip()
+        args.token_file.unlink()
     if not token:
         sys.exit("service: the token file is empty")
     return token
@@ -65,7 +80,8 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
                  first: KernelProcess) -> None:
     from service.kernel import KernelRunner  # jupyter_client loads while the kernel boots
 
-    runner = KernelRunner(args.workspace, cap=args.output_cap, private=private, first=first)
+    runner = KernelRunner(args.workspace, cap=args.output_cap, private=private, first=first,
+                          scratch=args.scratch)
     await runner.start()
     import uvicorn
     from service.app import create_app
@@ -77,12 +93,15 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
         import httptools  # noqa: F401
 
         opts["http"] = "httptools"
-    if args.uds:
+    if args.listen_fd is not None:
+        config = uvicorn.Config(app, fd=args.listen_fd, **opts)
+    elif args.uds:
         config = uvicorn.Config(app, uds=str(args.uds), **opts)
     else:
         config = uvicorn.Config(app, host=args.host, port=args.port, **opts)
     server = uvicorn.Server(config)
-    logging.getLogger("service").info("serving on %s", args.uds or f"{args.host}:{args.port}")
+    logging.getLogger("service").info("serving on %s", args.uds or (
+        f"fd {args.listen_fd}" if args.listen_fd is not None else f"{args.host}:{args.port}"))
     try:
         await server.serve()
     finally:
@@ -92,7 +111,9 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
 def main(argv: list[str] | None = None) -> None:
     args = _args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    token = _read_token(args.token_file)
+    token = _read_token(args)
+    if args.listen_fd is not None:
+        os.set_inheritable(args.listen_fd, False)  # the kernel must never hold our socket
     args.workspace.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workspace)
     private = Path(tempfile.mkdtemp(prefix="cellprompt-service-"))

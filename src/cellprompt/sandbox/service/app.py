@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from service.archive import workspace_tar
 from service.files import PathRejected, confine
 from service.kernel import KernelRunner
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from starlette.routing import Route
 log = logging.getLogger("service.app")
 
 MAX_TIMEOUT_S = 24 * 3600
+MAX_FILE_BYTES = 256 << 20  # one file through GET /files; whole trees go through /archive
 
 
 class ExecuteRequest(BaseModel):
@@ -84,7 +86,15 @@ def create_app(runner: KernelRunner, token: str) -> FastAPI:
         target = _target(path)
         if not target.is_file():
             raise HTTPException(status_code=404, detail="no such file in /workspace")
+        if target.stat().st_size > MAX_FILE_BYTES:
+            raise HTTPException(status_code=413, detail=f"file over {MAX_FILE_BYTES} bytes")
         return Response(content=target.read_bytes(), media_type="application/octet-stream")
+
+    @app.get("/archive", dependencies=auth)
+    def archive(max_bytes: int = 50 << 20) -> Response:  # sync: tarring runs in a thread
+        data, skipped = workspace_tar(runner.workspace, max(0, max_bytes))
+        return Response(content=data, media_type="application/x-tar",
+                        headers={"x-skipped": json.dumps([n[:200] for n in skipped[:100]])})
 
     @app.put("/files/{path:path}", dependencies=auth)
     async def put_file(path: str, request: Request) -> dict[str, Any]:

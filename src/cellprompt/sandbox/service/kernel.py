@@ -23,6 +23,7 @@ from typing import Any
 from jupyter_client.asynchronous import AsyncKernelClient
 from service import procs
 from service.kernel_process import KernelProcess
+from service.numba_seed import seed_cache
 from service.outputs import DEFAULT_CAP, OutputCollector
 
 log = logging.getLogger("service.kernel")
@@ -37,9 +38,7 @@ def _death_message(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        why = " (most likely out of memory: the sandbox's memory limit was reached)" \
-            if -code == signal.SIGKILL else ""
-        cause = f"was killed by {name}{why}"
+        cause = f"was killed by {name}"  # whether by the memory limit only the host can tell
     elif code is not None:
         cause = f"exited with code {code}"
     else:
@@ -53,8 +52,9 @@ class KernelRunner:
 
     def __init__(self, workspace: Path, cap: int = DEFAULT_CAP,
                  grace_s: float = INTERRUPT_GRACE_S, private: Path | None = None,
-                 first: KernelProcess | None = None) -> None:
+                 first: KernelProcess | None = None, scratch: Path | None = None) -> None:
         self.workspace = workspace
+        self.scratch = scratch
         self.cap = cap
         self.grace_s = grace_s
         self.lock = asyncio.Lock()
@@ -126,6 +126,9 @@ class KernelRunner:
         if old_kp is not None:
             old_kp.kill()
         procs.kill_descendants()
+        if self.scratch is not None:  # nothing of the old kernel's /tmp survives it
+            procs.empty_folder(self.scratch, keep=self._private)
+            seed_cache()
         await self.start()
         if wait:
             await self.ready()

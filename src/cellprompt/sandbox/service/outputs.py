@@ -3,15 +3,20 @@
 Each stream and each rich output is capped; what exceeds the cap is cut from the
 middle (the start says what the code began doing, the end how it finished) and a
 marker says how much was cut. The number of outputs and their total size are
-capped too, so `display()` in a loop cannot grow the reply without bound.
+capped too, so `display()` in a loop cannot grow the reply without bound: the
+whole reply, every mimetype and every output's metadata included, stays under
+`total_cap` bytes of JSON (the host refuses anything larger as hostile).
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from typing import Any
 
 DEFAULT_CAP = 1 << 20  # bytes per output (characters for text)
+DEFAULT_TOTAL_CAP = 16 << 20  # bytes of JSON for all outputs of one execution
+MAX_METADATA = 64 << 10  # bytes of JSON for one output's metadata
 MAX_OUTPUTS = 1000
 TEXT_MIMES_PREFIXES = ("text/", "application/json", "application/javascript", "image/svg+xml")
 
@@ -74,8 +79,10 @@ class _CappedStream:
 class OutputCollector:
     """The outputs of one execution, in order, merged and capped as nbformat would show them."""
 
-    def __init__(self, cap: int = DEFAULT_CAP, max_outputs: int = MAX_OUTPUTS) -> None:
+    def __init__(self, cap: int = DEFAULT_CAP, max_outputs: int = MAX_OUTPUTS,
+                 total_cap: int = DEFAULT_TOTAL_CAP) -> None:
         self.cap = cap
+        self.total_cap = total_cap
         self.max_outputs = max_outputs
         self.items: list[_CappedStream | dict[str, Any]] = []
         self.dropped = 0
@@ -108,7 +115,10 @@ class OutputCollector:
             else:  # a cut image is no image: say what was dropped instead
                 capped.setdefault("text/plain", f"[{mime} output of {len(text)} bytes omitted: "
                                                 f"it exceeded the {self.cap}-byte output cap]")
-        self.items.append({"type": kind, "data": capped, "metadata": metadata or {}})
+        meta = metadata if isinstance(metadata, dict) else {}
+        if len(json.dumps(meta, default=str)) > MAX_METADATA:
+            meta = {"cellprompt_truncated": f"metadata over {MAX_METADATA} bytes dropped"}
+        self.items.append({"type": kind, "data": capped, "metadata": meta})
 
     def error(self, ename: str, evalue: str, traceback: list[str]) -> None:
         if not self._room():
@@ -121,7 +131,22 @@ class OutputCollector:
         self.items.clear()
 
     def render(self) -> list[dict[str, Any]]:
-        outs = [i.render() if isinstance(i, _CappedStream) else i for i in self.items]
+        """The outputs in order, cut where the reply would pass `total_cap` (marked)."""
+        outs: list[dict[str, Any]] = []
+        budget = self.total_cap - 4096  # room for the notes below and the reply's envelope
+        over = 0
+        for item in self.items:
+            out = item.render() if isinstance(item, _CappedStream) else item
+            size = len(json.dumps(out, default=str))
+            if over or size > budget:
+                over += 1
+                continue
+            budget -= size
+            outs.append(out)
+        if over:
+            outs.append({"type": "stream", "name": "stderr",
+                         "text": f"[{over} outputs dropped: this cell's outputs exceeded the "
+                                 f"{self.total_cap}-byte reply cap]\n"})
         if self.dropped:
             outs.append({"type": "stream", "name": "stderr",
                          "text": f"[{self.dropped} further outputs dropped: more than "

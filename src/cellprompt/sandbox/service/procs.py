@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import time
+from pathlib import Path
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -86,3 +88,18 @@ def reap_zombies(keep: frozenset[int] = frozenset()) -> None:
         if ppid == me and pid not in keep:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
+
+
+def empty_folder(folder: Path, keep: Path) -> None:
+    """Delete everything in `folder` but `keep` (the service's own files), never following
+    a symlink: what agent code left in /tmp must not outlive its kernel."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            path = Path(entry.path)
+            if path == keep:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()

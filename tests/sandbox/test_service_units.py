@@ -65,3 +65,36 @@ def test_confine_rejects_escapes(tmp_path: Path, bad: str) -> None:
     (tmp_path / "flink").symlink_to("/etc/passwd")
     with pytest.raises(PathRejected):
         confine(tmp_path, bad)
+
+
+def test_the_whole_reply_stays_under_the_total_cap_metadata_and_every_mime_included() -> None:
+    import json
+
+    out = OutputCollector(cap=1 << 20, total_cap=4 << 20)
+    for i in range(300):  # 300 displays of a 100 kB custom mimetype, each with fat metadata
+        out.rich("display_data", {"application/x-custom": "z" * 100_000, "text/plain": str(i)},
+                 {"blob": "m" * 200_000})
+    rendered = out.render()
+    assert len(json.dumps(rendered)) <= 4 << 20
+    assert "reply cap" in rendered[-1]["text"]  # the cut is marked for the agent and the report
+    assert all(len(json.dumps(o.get("metadata", {}))) < 70_000 for o in rendered)
+
+
+def test_the_archive_keeps_symlinks_as_symlinks_and_reads_no_special_file(tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    from cellprompt.sandbox.service.archive import workspace_tar
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("answer")
+    (tmp_path / "big.bin").write_bytes(b"0" * 5000)
+    (tmp_path / "host").symlink_to("/etc")
+    os.mkfifo(tmp_path / "pipe")  # opening it would block the service: never read
+    data, skipped = workspace_tar(tmp_path, max_bytes=1000)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar}
+    assert members["host"].issym() and members["host"].linkname == "/etc"
+    assert "d/a.txt" in members and "big.bin" not in members and "pipe" not in members
+    assert any(s.startswith("big.bin") for s in skipped) and any(s.startswith("pipe") for s in skipped)

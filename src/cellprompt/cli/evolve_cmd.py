@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from cellprompt.evolve.folder import EvolutionFolder
 
 
+UNPRICED = 10**6  # a placeholder budget until the iterations are priced
+
+
 def _split(values: list[str] | None) -> list[str]:
     """Repeated options or comma-separated lists, as people type them."""
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
@@ -35,6 +38,17 @@ def register(app: typer.Typer) -> None:
         objective: str | None = typer.Option(None, "--objective", help="What the prompt is for."),
         prompt: Path | None = typer.Option(None, "--prompt", "-p", help="File holding the seed prompt."),
         task: list[str] = typer.Option(None, "--task", "-t", help="Training task id or file (repeatable)."),
+        dataset: list[str] = typer.Option(
+            None, "--dataset", "-d", help="Open analysis on this dataset, judged (instead of --task)."
+        ),
+        val_dataset: list[str] = typer.Option(None, "--val-dataset", help="Held-out validation dataset."),
+        test_dataset: list[str] = typer.Option(None, "--test-dataset", help="Held-out test dataset."),
+        no_test: bool = typer.Option(False, "--no-test", help="Open evolution: skip the final test."),
+        iterations: int | None = typer.Option(
+            None, "--iterations", min=1, help="Rewrites to make (sets the budget if --budget is not given)."
+        ),
+        judge_samples: int = typer.Option(1, "--judge-samples", min=1, help="Judge samples per trial."),
+        judge_base_url: str | None = typer.Option(None, "--judge-base-url", help="Judge server URL."),
         val_task: list[str] = typer.Option(
             None, "--val-task", help="Validation task (selection uses these)."
         ),
@@ -65,9 +79,21 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
         if resume:
-            if objective or prompt or task or model:
-                raise UsageError("--resume takes no --objective/--prompt/--task/--model: the folder has them")
+            if objective or prompt or task or model or dataset:
+                raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model: the "
+                                 "folder has them")
             folder = EvolutionFolder.open(resume, outputs)
+        elif dataset:
+            if task or val_task or test_task:
+                raise UsageError("pass --dataset (an open evolution, judged) or --task, not both")
+            folder = _start_open(
+                outputs, objective=ask(objective, "--objective", "What should the analysis achieve"),
+                prompt=prompt, datasets=_split(dataset), val=_split(val_dataset), test=_split(test_dataset),
+                no_test=no_test, model=model, reflection_model=reflection_model, judge_model=judge_model,
+                judge_samples=judge_samples, judge_base_url=judge_base_url, strategy=strategy,
+                budget=budget, iterations=iterations, replicates=replicates, max_words=max_words,
+                max_cost=max_cost, seed=seed, base_url=base_url or settings.openai_base_url,
+                sandbox=sandbox or settings.sandbox_backend, parallel=parallel)
         else:
             objective = ask(objective, "--objective", "What should the prompt achieve")
             prompt_path = Path(ask(str(prompt) if prompt else None, "--prompt", "Seed prompt file"))
@@ -87,7 +113,8 @@ def register(app: typer.Typer) -> None:
             strategy = ask(
                 strategy, "--strategy", "Strategy", choices=["iterative", "gepa"], default="iterative"
             )
-            budget = budget or int(ask(None, "--budget", "Budget in trials"))
+            if not budget and not iterations:
+                budget = int(ask(None, "--budget", "Budget in trials"))
             try:
                 config = EvolveConfig(
                     evolution_id=new_evolution_id(),
@@ -99,11 +126,14 @@ def register(app: typer.Typer) -> None:
                     model=model,
                     reflection_model=reflection_model,
                     strategy=strategy,
-                    budget_trials=budget,  # type: ignore[arg-type]
+                    budget_trials=budget or UNPRICED,  # --iterations alone: priced below
                     replicates=replicates,
                     max_prompt_words=max_words or default_max_words(seed_prompt),
                     judge_model=judge_model,
                     judge_weight=judge_weight if judge_model else 0.0,
+                    judge_samples=judge_samples,
+                    judge_base_url=judge_base_url,
+                    max_proposals=iterations,
                     max_cost_usd=max_cost,
                     seed=seed,
                     base_url=base_url or settings.openai_base_url,
@@ -113,8 +143,63 @@ def register(app: typer.Typer) -> None:
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise UsageError(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            if not budget and iterations:
+                from cellprompt.evolve.budget import budget_for_iterations
+
+                priced = budget_for_iterations(config, iterations)
+                config = config.model_copy(update={"budget_trials": priced})
             folder = start_evolution(config, outputs)
         _run(folder)
+
+
+def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets: list[str], val: list[str],
+                test: list[str], no_test: bool, model: str | None, reflection_model: str | None,
+                judge_model: str | None, judge_samples: int, judge_base_url: str | None,
+                strategy: str | None, budget: int | None, iterations: int | None, replicates: int,
+                max_words: int | None, max_cost: float | None, seed: int, base_url: str | None,
+                sandbox: str, parallel: int) -> EvolutionFolder:
+    """An open evolution: datasets, the judge's grade as fitness, held-out validation and test."""
+    from cellprompt.errors import MissingAPIKeyError
+    from cellprompt.evolve import new_evolution_id
+    from cellprompt.evolve.folder import default_max_words
+    from cellprompt.evolve.open_setup import start_open_evolution
+    from cellprompt.grading.judge import default_judge, provider_family, same_family
+    from cellprompt.llm import make_model
+
+    prompt_path = Path(ask(str(prompt) if prompt else None, "--prompt", "Seed prompt file"))
+    if not prompt_path.is_file():
+        raise UsageError(f"prompt file {prompt_path} does not exist: pass an existing --prompt file")
+    seed_prompt = prompt_path.read_text(encoding="utf-8")
+    model = ask(model, "--model", "Agent model (provider:name)")
+    reflection_model = ask(reflection_model, "--reflection-model", "Reflection model (provider:name)",
+                           default=model if model != "reference" else None)
+    if budget is None and iterations is None:
+        iterations = int(ask(None, "--iterations", "Number of rewrites (iterations)", default="5"))
+    judge = judge_model or default_judge([model])
+    try:
+        make_model(judge, base_url=judge_base_url)
+    except MissingAPIKeyError as exc:
+        if judge_model:
+            raise
+        raise UsageError(f"the default judge {judge} cannot be used ({exc}): pass --judge-model") from None
+    if same_family(judge, [model]):
+        err.print(f"[yellow]warning:[/] judge {judge} is from the same family ({provider_family(judge)}) "
+                  f"as the agent {model}: it may favour it; pass --judge-model from another family")
+    try:
+        folder, notes = start_open_evolution(
+            outputs, evolution_id=new_evolution_id(), objective=objective, datasets=datasets,
+            val_datasets=val, test_datasets=test, test=not no_test, budget=budget, iterations=iterations,
+            seed_prompt=seed_prompt, model=model, reflection_model=reflection_model, judge_model=judge,
+            judge_samples=judge_samples, judge_base_url=judge_base_url, strategy=strategy or "iterative",
+            replicates=replicates, max_prompt_words=max_words or default_max_words(seed_prompt),
+            max_cost_usd=max_cost, seed=seed, base_url=base_url, sandbox_backend=sandbox,
+            parallel=parallel)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UsageError(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}")
+    return folder
 
 
 def _run(folder: EvolutionFolder) -> None:
@@ -137,7 +222,12 @@ def _run(folder: EvolutionFolder) -> None:
     )
     reflection = make_model(config.reflection_model, base_url=config.base_url)
     judge = (
-        make_judge(make_model(config.judge_model, base_url=config.base_url), evaluator.task)
+        make_judge(
+            make_model(config.judge_model, base_url=config.judge_base_url),
+            evaluator.task,
+            samples=config.judge_samples,
+            run_dir=folder.run_dir,
+        )
         if config.judge_model
         else None
     )

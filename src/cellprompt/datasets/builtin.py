@@ -45,6 +45,12 @@ def _cellcycle_sim() -> ad.AnnData:
     return cellcycle_sim()
 
 
+def _trajectory_sim() -> ad.AnnData:
+    from cellprompt.datasets.simulated import trajectory_sim
+
+    return trajectory_sim()
+
+
 @dataclass(frozen=True)
 class _Builtin:
     load: Callable[[], ad.AnnData]
@@ -69,6 +75,10 @@ _BUILTINS: dict[str, _Builtin] = {
         "900 simulated cells x 697 genes (raw counts) of three cell types, each cell in G1, S "
         "or G2M; the Tirosh et al. S and G2M gene lists in uns['cell_cycle_genes'].", None,
         public=False),
+    "trajectory_sim": _Builtin(
+        _trajectory_sim, "Simulated branching differentiation",
+        "800 simulated cells x 355 genes (raw counts) along a trunk that splits into two "
+        "branches; progenitor marker genes in uns['progenitor_markers'].", None, public=False),
 }
 
 

@@ -58,6 +58,7 @@ def run_evolution(
         copy_words=config.copy_span_words,
         forbidden=lambda: ctx_ref[0].forbidden_texts(),
         max_tokens=config.reflection_max_tokens,
+        facts=lambda: ctx_ref[0].leak_facts(),
     )
     ctx = EvolveContext(
         config=config,
@@ -79,7 +80,11 @@ def compare_on_test(ctx: EvolveContext, outcome: StrategyOutcome) -> TestCompari
     cfg = ctx.config
     seed = ctx.measure(cfg.seed_prompt, cfg.test_tasks)
     best = ctx.measure(outcome.best_text, cfg.test_tasks)
-    pairs = [fmean(best.task_scores[t]) - fmean(seed.task_scores[t]) for t in cfg.test_tasks]
+    pairs = [
+        fmean(best.task_scores[t]) - fmean(seed.task_scores[t])
+        for t in cfg.test_tasks
+        if best.task_scores[t] and seed.task_scores[t]  # a task with no scorable trial pairs nothing
+    ]
     cmp = ctx.noise.compare(best.task_scores, seed.task_scores)
     delta = fmean(pairs) if pairs else None
     se = None if not pairs or math.isinf(cmp.se) or best.prompt_id == seed.prompt_id else cmp.se

@@ -59,12 +59,23 @@ def plan_budget(config: EvolveConfig) -> BudgetPlan:
     return BudgetPlan(total=config.budget_trials, seed=seed, per_proposal=per, confirm=confirm, test=test)
 
 
-def preflight(config: EvolveConfig) -> BudgetPlan:
-    """The plan, or an EvolveError naming the budget that would allow three proposals."""
+def budget_for_iterations(config: EvolveConfig, iterations: int) -> int:
+    """The trial budget that pays for `iterations` proposals (the original tool counted those),
+    each with the iterative strategy's second look at a close call."""
     plan = plan_budget(config)
-    if plan.proposals < MIN_PROPOSALS:
+    r = config.replicates
+    second_look = 2 * len(dict.fromkeys(config.validation_tasks)) * r if config.strategy == "iterative" else 0
+    return plan.seed + iterations * (plan.per_proposal + second_look) + plan.confirm + plan.test
+
+
+def preflight(config: EvolveConfig) -> BudgetPlan:
+    """The plan, or an EvolveError naming the budget that would allow three proposals
+    (or the `--iterations` asked for, when fewer)."""
+    plan = plan_budget(config)
+    wanted = min(MIN_PROPOSALS, config.max_proposals or MIN_PROPOSALS)
+    if plan.proposals < wanted:
         raise EvolveError(
-            f"--budget {config.budget_trials} trials is too small for {MIN_PROPOSALS} proposals with "
+            f"--budget {config.budget_trials} trials is too small for {wanted} {'proposals' if wanted > 1 else 'proposal'} with "
             f"{config.strategy}: the seed needs {plan.seed}, each proposal up to {plan.per_proposal} "
             f"(tasks × {config.replicates} replicate(s)), the final measurements {plan.confirm + plan.test}; "
             f"use --budget {plan.minimum_total} or more, or fewer tasks/replicates"

@@ -10,6 +10,7 @@ from cellprompt.evolve.budget import BudgetPlan
 from cellprompt.evolve.evaluator import Measured, RecordingChatModel, TrialBank
 from cellprompt.evolve.evidence import render_trial, trial_score
 from cellprompt.evolve.folder import EvolutionFolder, text_id
+from cellprompt.evolve.leaks import Fact
 from cellprompt.evolve.reflection import Reflector
 from cellprompt.evolve.schema import CandidateRecord, EvolveConfig, Origin, Split, Verdict
 from cellprompt.evolve.stats import NoiseModel, mean_of_task_means
@@ -61,6 +62,12 @@ class EvolveContext:
         refs = dict.fromkeys([*self.config.train_tasks, *self.config.validation_tasks])
         return [t for ref in refs for t in self.bank.task_texts(ref)]
 
+    def leak_facts(self) -> list[Fact]:
+        """Facts of every train, validation and test task: none may appear in a candidate."""
+        cfg = self.config
+        refs = dict.fromkeys([*cfg.train_tasks, *cfg.validation_tasks, *cfg.test_tasks])
+        return [f for ref in refs for f in self.bank.task_facts(ref)]
+
     def spent_usd(self) -> float:
         agent, judge = self.bank.stored_usage()
         return agent.cost_usd + judge.cost_usd + self.reflection_model.stored_usage().cost_usd
@@ -77,13 +84,12 @@ class EvolveContext:
         m = self.bank.measure(
             text, tasks, replicates or self.config.replicates, first_replicate=first_replicate
         )
-        for task, scores in m.task_scores.items():
-            # each replicate enters the noise model once, however often it is asked for
-            for b, s in zip([b for b in m.trials if b.task_ref == task], scores, strict=True):
-                key = (m.prompt_id, task, b.replicate)
-                if key not in self._noise_seen:
-                    self._noise_seen.add(key)
-                    self.noise.add(m.prompt_id, task, [s])
+        # each replicate enters the noise model once, however often it is asked for; unscored never
+        for b, s in zip(m.trials, m.trial_scores, strict=True):
+            key = (m.prompt_id, b.task_ref, b.replicate)
+            if s is not None and key not in self._noise_seen:
+                self._noise_seen.add(key)
+                self.noise.add(m.prompt_id, b.task_ref, [s])
         return m
 
     def set_best(self, candidate_id: str, val: float | None) -> None:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from cellprompt.evolve.evidence import trial_score
+from cellprompt.evolve.evidence import scorable, trial_score
 from cellprompt.evolve.folder import BankedTrial, CachedReply, EvolutionFolder, text_id
+from cellprompt.evolve.leaks import Fact
 from cellprompt.llm.base import ChatModel, ChatReply, Message, ToolSpec, Usage
 from cellprompt.runs.schema import Evaluation, TrialRecord
 
@@ -45,8 +46,10 @@ class Measured:
 
     prompt_id: str
     trials: list[BankedTrial]
-    task_scores: dict[str, list[float]]
+    task_scores: dict[str, list[float]]  # scorable trials only
     usage: Usage = field(default_factory=Usage)
+    trial_scores: list[float | None] = field(default_factory=list)  # per trial; None: left out
+    unscored: int = 0  # trials left out of the means (infrastructure errors, failed judgements)
 
     @property
     def count(self) -> int:
@@ -76,7 +79,9 @@ class TrialBank:
             (b.prompt_id, b.task_ref, b.replicate): b for b in folder.trials()
         }
         self._used: set[tuple[str, str, int]] = set()
+        self._rejudged: set[tuple[str, str, int]] = set()
         self._texts: dict[str, list[str]] = {}
+        self._facts: dict[str, list[Fact]] = {}
 
     @property
     def trials_used(self) -> int:
@@ -99,6 +104,13 @@ class TrialBank:
         if task_ref not in self._texts:
             self._texts[task_ref] = self.evaluator.task_texts(task_ref)
         return self._texts[task_ref]
+
+    def task_facts(self, task_ref: str) -> list[Fact]:
+        """The leak guard's facts of a task; evaluators without `task_facts` (simulations) have none."""
+        if task_ref not in self._facts:
+            source = getattr(self.evaluator, "task_facts", None)
+            self._facts[task_ref] = list(source(task_ref)) if callable(source) else []
+        return self._facts[task_ref]
 
     def measure(
         self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
@@ -135,14 +147,38 @@ class TrialBank:
                 )
                 self.folder.append_trial(banked)
                 self._bank[key] = banked
+        for key in wanted:  # a judgement that failed earlier (or before a resume) is tried again once
+            b = self._bank[key]
+            if self._rejudge(b):
+                b = self._bank[key]
         trials = [self._bank[k] for k in wanted]
         self._used.update(wanted)
         scores: dict[str, list[float]] = {t: [] for t in task_refs}
+        per_trial: list[float | None] = []
         usage = Usage()
         for b in trials:
-            scores[b.task_ref].append(trial_score(b.record, b.evaluation, self.judge_weight))
+            if scorable(b.record, b.evaluation, self.judge_weight):
+                value = trial_score(b.record, b.evaluation, self.judge_weight)
+                scores[b.task_ref].append(value)
+                per_trial.append(value)
+            else:
+                per_trial.append(None)
             usage = usage + b.record.usage
-        return Measured(prompt_id=pid, trials=trials, task_scores=scores, usage=usage)
+        return Measured(prompt_id=pid, trials=trials, task_scores=scores, usage=usage,
+                        trial_scores=per_trial, unscored=per_trial.count(None))
+
+    def _rejudge(self, banked: BankedTrial) -> bool:
+        key = (banked.prompt_id, banked.task_ref, banked.replicate)
+        ev = banked.evaluation
+        if self.judge is None or (ev is not None and ev.ok) or key in self._rejudged:
+            return False
+        if banked.record.status == "error":
+            return False
+        self._rejudged.add(key)
+        again = banked.model_copy(update={"evaluation": self.judge(banked.record)})
+        self.folder.append_trial(again)  # the later line wins when the folder is read back
+        self._bank[key] = again
+        return True
 
 
 class RecordingChatModel:

@@ -29,6 +29,21 @@ def trial_score(record: TrialRecord, evaluation: Evaluation | None, judge_weight
     return (1 - judge_weight) * det + judge_weight * evaluation.grade_mean / 100.0
 
 
+def scorable(record: TrialRecord, evaluation: Evaluation | None, judge_weight: float) -> bool:
+    """False for a trial whose score would measure the infrastructure, not the prompt.
+
+    A trial that errored (sandbox, provider, interruption) and an open analysis whose judge
+    never returned a valid verdict are left out of means and counted apart: scoring them 0
+    would punish a prompt for an outage.
+    """
+    if record.status == "error":
+        return False
+    if record.spec.task_kind == "open":
+        judged = evaluation is not None and evaluation.ok and evaluation.grade_mean is not None
+        return judge_weight > 0 and judged
+    return True
+
+
 def _clip_middle(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text

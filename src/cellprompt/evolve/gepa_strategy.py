@@ -49,7 +49,10 @@ class CellpromptAdapter:
         ctx = self.ctx
         text = self.prompt(candidate)
         m = ctx.measure(text, batch)
-        scores = [fmean(m.task_scores[t]) for t in batch]
+        # a task with no scorable trial (outages only) gets the batch's mean, not a fake 0
+        known = [fmean(m.task_scores[t]) for t in batch if m.task_scores[t]]
+        fill = fmean(known) if known else 0.0
+        scores = [fmean(m.task_scores[t]) if m.task_scores[t] else fill for t in batch]
         by_task: dict[str, list[BankedTrial]] = {t: [] for t in batch}
         for b in m.trials:
             by_task[b.task_ref].append(b)

@@ -40,7 +40,11 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
     failed: list[str] = []
     seen = {inc_id}
     barren = 0
+    reflections = 0
     while barren < MAX_BARREN_ROUNDS and ctx.can_afford(ctx.plan.per_proposal):
+        if cfg.max_proposals is not None and reflections >= cfg.max_proposals:
+            break  # `--iterations`: as many rewrites as asked for, however cheap they were
+        reflections += 1
         proposal = ctx.reflector.propose(inc, ctx.evidence(inc_train), failed_attempts=failed[-FAILED_SHOWN:])
         if proposal.text is None or text_id(proposal.text) in seen:
             barren += 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cellprompt.evolve.checks import copy_flag, length_flag, word_count
+from cellprompt.evolve.leaks import Fact, leak_flag
 from cellprompt.llm.base import ChatModel, ChatReply, Message, Usage
 
 OPEN, CLOSE = "<prompt>", "</prompt>"
@@ -73,12 +74,14 @@ class Reflector:
         max_tokens: int = 16000,
         temperature: float | None = None,
         retries: int = 2,
+        facts: Callable[[], list[Fact]] | None = None,
     ) -> None:
         self.model = model
         self.objective = objective
         self.max_words = max_words
         self.copy_words = copy_words
         self.forbidden = forbidden  # task texts a candidate must not copy from
+        self.facts = facts or (lambda: [])  # task-specific facts a candidate must not carry (leaks.py)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.retries = retries
@@ -170,7 +173,11 @@ class Reflector:
                 break
             flags = [
                 f
-                for f in (length_flag(text, budget), copy_flag(text, self.forbidden(), self.copy_words))
+                for f in (
+                    length_flag(text, budget),
+                    copy_flag(text, self.forbidden(), self.copy_words),
+                    leak_flag(text, self.facts()),
+                )
                 if f
             ]
             if not flags:

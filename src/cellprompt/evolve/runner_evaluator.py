@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cellprompt.evolve.evaluator import Judge
 from cellprompt.evolve.folder import text_id
+from cellprompt.evolve.leaks import Fact, dataset_facts, grader_facts
 from cellprompt.llm.base import ChatModel
 from cellprompt.runs.schema import Evaluation, Limits, TrialRecord
 from cellprompt.runs.store import RunStore
@@ -60,6 +61,16 @@ class RunnerEvaluator:
         task = self.task(task_ref)
         return [t for t in (task.objective, task.traps, task.rubric or "") if t.strip()]
 
+    def task_facts(self, task_ref: str) -> list[Fact]:
+        """Truth in the graders of a sealed task; the dataset's identity for an open one."""
+        task = self.task(task_ref)
+        if task.kind != "open":
+            return grader_facts(task.graders)
+        from cellprompt.datasets import describe, resolve
+
+        ds = resolve(task.dataset)
+        return dataset_facts(task.dataset, ds.name, describe(ds.path), ds.metadata)
+
     def evaluate(
         self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
     ) -> list[TrialRecord]:
@@ -84,11 +95,14 @@ class RunnerEvaluator:
         return [by_id[s.trial_id] for s in specs]
 
 
-def make_judge(model: ChatModel, tasks: Callable[[str], Task], *, samples: int = 1) -> Judge:
+def make_judge(
+    model: ChatModel, tasks: Callable[[str], Task], *, samples: int = 1, run_dir: Path | None = None
+) -> Judge:
     """A `Judge` for the trial bank: the LLM judge with the trial's own task (and its rubric)."""
     from cellprompt.grading.judge import judge_trial
 
     def judge(record: TrialRecord) -> Evaluation:
-        return judge_trial(record, tasks(record.spec.task_ref), model, samples=samples)
+        # figures of open analyses need the run folder: the trial's artifacts live there
+        return judge_trial(record, tasks(record.spec.task_ref), model, samples=samples, run_dir=run_dir)
 
     return judge

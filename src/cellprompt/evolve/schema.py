@@ -36,11 +36,14 @@ class EvolveConfig(BaseModel):
     reflection_model: str
     strategy: StrategyName = "iterative"
     budget_trials: int = Field(ge=1)
+    max_proposals: int | None = Field(default=None, ge=1)  # `--iterations`: reflections to make at most
     replicates: int = Field(default=1, ge=1)
     max_prompt_words: int = Field(default=1500, ge=20)  # length budget of a candidate prompt
     copy_span_words: int = Field(default=12, ge=4)  # verbatim run from a task text that flags a candidate
     judge_weight: float = Field(default=0.0, ge=0.0, le=1.0)  # share of the judge grade in a trial's score
     judge_model: str | None = None
+    judge_samples: int = Field(default=1, ge=1)  # judge samples per trial (their mean is the grade)
+    judge_base_url: str | None = None  # the judge's own server (it is often another provider)
     minibatch: int = Field(default=3, ge=1)  # gepa: training tasks per reflection
     z_noise: float = Field(default=1.0, ge=0.0)  # how many standard errors a win must clear
     max_cost_usd: float | None = None

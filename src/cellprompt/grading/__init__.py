@@ -1,6 +1,6 @@
 """Deterministic graders: one entry point, `grade`, over a registry of grader classes."""
 
-from cellprompt.grading import choice, distribution, labels, numeric, python_check, sets
+from cellprompt.grading import choice, distribution, labels, numeric, python_check, sets, trajectory
 from cellprompt.grading.base import GradeResult
 from cellprompt.grading.registry import (
     GradeContext,
@@ -27,4 +27,5 @@ __all__ = [
     "python_check",
     "register",
     "sets",
+    "trajectory",
 ]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cellprompt.errors import GradingError
+from cellprompt.errors import CellpromptError, GradingError
 from cellprompt.grading.base import GradeResult
 from cellprompt.sandbox.base import Mount
 
@@ -109,6 +109,14 @@ def grade(grader: dict[str, Any], answer: dict[str, Any] | None,
     g = build_grader(grader)
     if answer is not None and not isinstance(answer, dict):
         answer = {"answer": answer}
-    result = g.grade(answer, GradeContext(truth=truth, workspace=workspace,
-                                          datasets=tuple(datasets), backend=backend))
+    ctx = GradeContext(truth=truth, workspace=workspace, datasets=tuple(datasets), backend=backend)
+    try:
+        result = g.grade(answer, ctx)
+    except CellpromptError:
+        raise  # the task's or the caller's mistake (bad truth, no sandbox): theirs to fix
+    except Exception as exc:  # a malformed answer is a failed grade, never a crash
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        result = GradeResult(score=0.0, passed=False,
+                             reasoning=f"the answer could not be graded: {type(exc).__name__}"
+                                       f"{': ' + first if first else ''}")
     return result.model_copy(update={"grader": g.type})

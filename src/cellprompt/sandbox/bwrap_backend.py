@@ -179,15 +179,17 @@ def workspace_bytes(memory: str | int) -> int:
 def numba_seed_dir(python: Path) -> Path:
     """Where `sandbox build` puts the warm numba cache of this runtime (see service/numba_seed.py).
 
-    Keyed by the runtime and its numba/scanpy versions: numba's cache is only valid for the
-    very files and versions that compiled it.
+    Keyed by the runtime, its numba/scanpy versions and the warm-up itself: numba's cache is
+    only valid for the very files and versions that compiled it.
     """
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     from cellprompt.config import get_settings
 
-    parts = [str(python.absolute())]
+    from cellprompt.sandbox.service.numba_seed import WARMUP
+
+    parts = [str(python.absolute()), WARMUP]
     for pkg in ("numba", "scanpy", "umap-learn", "pynndescent"):
         try:
             parts.append(f"{pkg}={version(pkg)}")

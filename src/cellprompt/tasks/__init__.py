@@ -3,7 +3,7 @@
 from cellprompt.tasks.loader import builtin_tasks, load_task, load_tasks
 from cellprompt.tasks.materialise import MaterialisedTask, materialise
 from cellprompt.tasks.spec import AnswerField, ReferenceSolution, Task, TaskLimits, TaskMetadata, Withhold
-from cellprompt.tasks.validate import ValidationReport, grade_task, validate
+from cellprompt.tasks.validate import ValidationReport, VariantResult, grade_task, validate
 
 __all__ = [
     "AnswerField",
@@ -13,6 +13,7 @@ __all__ = [
     "TaskLimits",
     "TaskMetadata",
     "ValidationReport",
+    "VariantResult",
     "Withhold",
     "builtin_tasks",
     "grade_task",

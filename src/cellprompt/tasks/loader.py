@@ -37,18 +37,30 @@ def _describe(exc: ValidationError) -> str:
 
 
 def check_task(task: Task, where: str) -> Task:
-    """Validate grader configs and that graders only read truth the task withholds."""
+    """Validate grader configs, and that graders only read truth the task withholds or computes."""
+    from cellprompt.tasks import truths
+
+    produced: dict[str, list[str]] = {}
+    if task.truth is not None:
+        try:
+            produced = truths.provides(task.truth.recipe, task.truth.params)
+        except TaskError as exc:
+            raise TaskError(f"{where}: truth: {exc.message}") from None
     for i, spec in enumerate(task.graders):
         try:
             grader = build_grader(spec)
         except GradingError as exc:
             raise TaskError(f"{where}: graders[{i}]: {exc.message}") from None
         for section, names in grader.truth_requirements().items():
-            listed = getattr(task.withhold, section, None)
+            listed = [*(getattr(task.withhold, section, None) or []), *produced.get(section, [])]
             for name in names:
-                if listed is None or name not in listed:
-                    raise TaskError(f"{where}: graders[{i}] ({spec['type']}) reads withheld "
-                                    f"{section} '{name}' but withhold.{section} does not list it")
+                if name not in listed:
+                    raise TaskError(f"{where}: graders[{i}] ({spec['type']}) reads {section} "
+                                    f"'{name}' but neither withhold.{section} nor the truth "
+                                    "recipe provides it")
+    names = [v.name for v in task.variants]
+    if len(set(names)) != len(names) or "reference" in names:
+        raise TaskError(f"{where}: variants need distinct names other than 'reference'")
     return task
 
 
@@ -154,9 +166,10 @@ def _builtin() -> dict[str, Task]:
     return tasks
 
 
-def builtin_tasks() -> list[Task]:
-    """The built-in suite, in id order."""
-    return list(_builtin().values())
+def builtin_tasks(*, include_knowledge_only: bool = False) -> list[Task]:
+    """The built-in suite, in id order; knowledge-only questions only when asked for."""
+    return [t for t in _builtin().values()
+            if include_knowledge_only or not t.metadata.knowledge_only]
 
 
 def load_task(ref: str, *, dataset: str | Mapping[str, str] | None = None) -> Task:

@@ -88,10 +88,15 @@ def _perturb(adata: Any, rng: np.random.Generator, scale: float) -> None:
         raw = adata.raw.to_adata()
         raw.X = _noisy(raw.X, rng, scale)
         adata.raw = raw
-    for col in adata.obs.columns:
+    for col in adata.obs.columns:  # per-cell metrics (n_counts, n_genes…) would key a join
         series = adata.obs[col]
-        if pd.api.types.is_float_dtype(series) and not _is_counts(series.to_numpy()):
-            adata.obs[col] = _noisy(series.to_numpy(), rng, scale)
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            continue
+        values = series.to_numpy(dtype=np.float64)
+        noisy = values * (1 + rng.normal(0.0, scale, size=values.shape))
+        if _is_counts(values[np.isfinite(values)]):
+            noisy = np.round(noisy)
+        adata.obs[col] = noisy.astype(series.dtype)
     for key in list(adata.obsm.keys()):
         value = adata.obsm[key]
         if not isinstance(value, pd.DataFrame):

@@ -1,0 +1,142 @@
+"""The host's side of the sandbox boundary, against real sockets: who listens, how long, how much.
+
+Each server here is a real Unix socket served by a thread of this process, so
+SO_PEERCRED names this process; an `Endpoint` pinned to another pid plays the
+sandbox whose socket was taken over by agent code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cellprompt.sandbox import state
+from cellprompt.sandbox.base import Endpoint
+from cellprompt.sandbox.transport import (
+    ReplyTooLargeError,
+    SandboxReplacedError,
+    deadline,
+    http_client,
+    peer_pid,
+    read_capped,
+)
+
+Handler = Callable[[socket.socket], None]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[[Handler], tuple[Path, list[bytes]]]]:
+    """Start a Unix socket server running `handler` per connection; record what it received."""
+    servers: list[socket.socket] = []
+
+    def start(handler: Handler) -> tuple[Path, list[bytes]]:
+        path = tmp_path / f"s{len(servers)}.sock"
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        srv.listen(8)
+        servers.append(srv)
+        received: list[bytes] = []
+
+        def loop() -> None:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(1.0)
+                    try:
+                        received.append(conn.recv(65536))
+                        handler(conn)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=loop, daemon=True).start()
+        return path, received
+
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+def _ok(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+
+
+def test_the_pinned_listener_is_accepted(serve) -> None:  # type: ignore[no-untyped-def]
+    path, _ = serve(_ok)
+    assert peer_pid(path) == os.getpid()
+    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
+        assert client.get("/status").status_code == 200
+
+
+def test_another_listener_gets_nothing_not_even_the_token(serve) -> None:  # type: ignore[no-untyped-def]
+    path, received = serve(_ok)
+    endpoint = Endpoint(token="secret-token", uds=path, peer_pid=os.getpid() + 1)
+    with http_client(endpoint) as client, pytest.raises(SandboxReplacedError, match="replaced"):
+        client.get("/status", headers={"Authorization": "Bearer secret-token"})
+    time.sleep(0.2)
+    assert all(b"secret-token" not in chunk for chunk in received)
+    assert received in ([], [b""])
+
+
+def test_a_symlink_to_another_socket_is_refused(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path, received = serve(_ok)
+    link = tmp_path / "kernel.sock"
+    link.symlink_to(path)
+    with http_client(Endpoint(token="t", uds=link, peer_pid=1)) as client, \
+            pytest.raises(SandboxReplacedError):
+        client.get("/status")
+    assert not any(received)
+
+
+def _drip(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b"x")
+        time.sleep(0.3)
+
+
+def test_a_slow_drip_fails_the_call_at_its_deadline(serve) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    path, _ = serve(_drip)
+    t0 = time.monotonic()
+    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid()), timeout=60) as client, \
+            deadline(1.5), pytest.raises(httpx.TimeoutException):
+        client.get("/status")
+    assert time.monotonic() - t0 < 3.0  # each read was short, yet the call as a whole stopped
+
+
+def test_a_reply_over_the_cap_is_dropped(serve) -> None:  # type: ignore[no-untyped-def]
+    body = b"y" * (3 << 20)
+
+    def big(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    path, _ = serve(big)
+    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
+        with client.stream("GET", "/x") as resp, pytest.raises(ReplyTooLargeError):
+            read_capped(resp, 1 << 20)
+        with client.stream("GET", "/x") as resp:
+            assert read_capped(resp, 4 << 20) == body
+
+
+def test_a_launch_in_progress_is_never_stale_while_its_launcher_lives() -> None:
+    rec = state.SandboxRecord(sandbox_id="cp-0000000000", backend="bwrap")  # pid not known yet
+    assert rec.pid is None and not state.is_stale(rec)
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    rec.launcher_pid, rec.launcher_started = gone.pid, None
+    assert state.is_stale(rec)
+    # a reused pid: alive, but not the process that launched it
+    rec.launcher_pid, rec.launcher_started = os.getpid(), 12.0
+    assert state.is_stale(rec)

@@ -104,6 +104,10 @@ def build_bwrap(python: Path | None = None, progress: Progress | None = None) ->
         build_numba_seed(python, seed)
     say("starting a sandbox to self-check")
     launched = backend.launch(SandboxSpec(memory="2g"), state.new_sandbox_id())
+    lost = "" if getattr(launched, "record", None) and launched.record.cgroups else (
+        "; cgroups are not writable here, so limits fall back to rlimits: memory is capped as "
+        "address space (tmpfs not counted), there is no CPU quota, and agent code runs at "
+        "normal priority, so a fork bomb can delay the service's timeouts")
     with HttpSandbox(launched, backend.name) as sb:
         r = sb.execute(SELF_CHECK, timeout=300)
         if r.final_status != "ok" or not r.images():
@@ -111,7 +115,7 @@ def build_bwrap(python: Path | None = None, progress: Progress | None = None) ->
         say("listing the data files the sandbox runtime exposes")
         exposed = check_runtime_data(sb, "bwrap")
     return (f"bwrap runtime ready: {python} ({len(MODULES)} requirements present, self-check ok; "
-            f"exposes {exposed}, none holding a task's data)")
+            f"exposes {exposed}, none holding a task's data){lost}")
 
 
 def build(backend: str, progress: Progress | None = None, **options: object) -> str:

@@ -53,6 +53,7 @@ from cellprompt.sandbox.process import (
     start_process,
 )
 from cellprompt.sandbox.runtime_data import hidden_paths
+from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV
 from cellprompt.sandbox.service.numba_seed import SEED_ENV, SEED_INSIDE
 
 INSIDE_PARENT = "/opt/cellprompt"  # the service package appears at /opt/cellprompt/service
@@ -186,7 +187,6 @@ def numba_seed_dir(python: Path) -> Path:
     from importlib.metadata import PackageNotFoundError, version
 
     from cellprompt.config import get_settings
-
     from cellprompt.sandbox.service.numba_seed import WARMUP
 
     parts = [str(python.absolute()), WARMUP]
@@ -200,7 +200,7 @@ def numba_seed_dir(python: Path) -> Path:
 
 
 def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: int,
-               token_fd: int) -> list[str]:
+               token_fd: int, own_cpu_cgroup: bool = True) -> list[str]:
     """The full bubblewrap command line for one sandbox; `plan` collects fds and staging."""
     bwrap = _bwrap() or "bwrap"
     args = [bwrap, "--unshare-all", "--new-session", "--clearenv", "--hostname", "sandbox",
@@ -210,8 +210,11 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
         args.append("--die-with-parent")
     # /tmp, /proc and /dev first: a runtime that lives under /tmp (a venv in a checkout there)
     # must be bound on top of the fresh tmpfs, not hidden by it
-    args += ["--size", str(parse_memory(spec.memory)), "--tmpfs", "/tmp",
-             "--proc", "/proc", "--dev", "/dev"]
+    # every writable place is a size-capped tmpfs: /dev itself is remounted read-only over
+    # a capped /dev/shm (POSIX semaphores for joblib), so nothing inside grows without bound
+    memory = parse_memory(spec.memory)
+    args += ["--size", str(memory), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
+             "--size", str(memory // 4), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     args += _runtime_binds(python, plan)
     args += plan.ro_bind(SERVICE_PACKAGE_PARENT / "service", f"{INSIDE_PARENT}/service")
     seed = numba_seed_dir(python)
@@ -229,7 +232,8 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
     for key, value in ENV.items():
         args += ["--setenv", key, value]
     # joblib cannot count physical cores without /sys/devices; tell it what it may use
-    args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus)))]
+    args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
+             "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0"]
     args += ["--", str(python), "-m", "service", "--listen-fd", str(listen_fd),
              "--token-fd", str(token_fd), "--workspace", "/workspace", "--scratch", "/tmp"]
     return args
@@ -314,7 +318,8 @@ class BwrapBackend(Backend):
             sock = _listener(endpoint.uds)
             listen_fd, token_fd = sock.fileno(), plan.add_fd(_token_pipe(token))
             argv = plan.wrap(bwrap_argv(spec, self.python, plan, listen_fd=listen_fd,
-                                        token_fd=token_fd), uid)
+                                        token_fd=token_fd,
+                                        own_cpu_cgroup=limits.has_cpu_cgroup()), uid)
             # the shell joins the cgroups / sets rlimits as us, then becomes (setpriv) bwrap:
             # nothing of the sandbox ever runs unlimited or as root
             argv = ["/bin/sh", "-c", f"{limits.prologue()}\nexec \"$@\"", "sh", *argv]

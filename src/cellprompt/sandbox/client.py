@@ -28,7 +28,7 @@ from cellprompt.sandbox.base import ExecutionResult, Launched
 from cellprompt.sandbox.transport import deadline, http_client, read_capped
 
 # on top of the cell's own timeout: interrupt grace and the reply (a restart is not awaited)
-TIMEOUT_MARGIN_S = 10.0
+TIMEOUT_MARGIN_S = 7.5
 CALL_TIMEOUT_S = 30.0  # any other call
 RESTART_TIMEOUT_S = 60.0  # a fresh kernel importing its start-up modules on a busy machine
 ARCHIVE_OVERHEAD = 4 << 20  # tar headers and padding on top of the file bytes asked for

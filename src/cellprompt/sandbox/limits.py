@@ -62,6 +62,11 @@ class Limits:
                  for cg in self.cgroups]
         return "\n".join([*lines, *self.rlimits])
 
+    def has_cpu_cgroup(self) -> bool:
+        """Whether the sandbox competes with the host as a CPU cgroup of its own."""
+        return any((cg / name).exists() for cg in self.cgroups
+                   for name in ("cpu.max", "cpu.cfs_quota_us"))
+
     def describe(self) -> str:
         how = "cgroups" if self.cgroups else ("rlimits" if self.rlimits else "none")
         return f"memory={self.memory} cpus={self.cpus} pids={self.pids} via {how}"

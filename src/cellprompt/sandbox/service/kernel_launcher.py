@@ -15,6 +15,7 @@ import os
 import sys
 
 FLUSH_AT = 1 << 20
+AGENT_NICE_ENV = "CELLPROMPT_AGENT_NICE"
 
 
 def _bound_output_buffers() -> None:
@@ -43,11 +44,12 @@ def _bound_output_buffers() -> None:
 if __name__ == "__main__":
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
         fh.write("1000")
-    # Lowest CPU priority for agent code and all it forks: within the sandbox's own cgroup the
-    # service must still get the CPU to interrupt or kill a fork bomb; the cgroup's share
-    # against the rest of the machine does not change.
-    with contextlib.suppress(OSError):
-        os.nice(19)
+    # Lowest CPU priority for agent code and all it forks, when the sandbox has a CPU cgroup of
+    # its own: within it the service must still get the CPU to interrupt or kill a fork bomb,
+    # and the cgroup's share against the rest of the machine does not change. Without one the
+    # backend sets AGENT_NICE_ENV to 0: nice 19 would let any host process starve agent code.
+    with contextlib.suppress(OSError, ValueError):
+        os.nice(int(os.environ.pop(AGENT_NICE_ENV, "19")))
     if sys.path and sys.path[0].endswith("service"):
         del sys.path[0]  # agent code must not import the service's modules by accident
     _bound_output_buffers()

@@ -42,26 +42,62 @@ def agent_or_reflector(request: FakeRequest) -> Reply:
 
 def judge(request: FakeRequest) -> Reply:
     grade = 85 if "WITH-MARKERS" in request.user_texts[0] else 30
-    return Reply(text=json.dumps({"criteria": [{"name": n, "score": grade / 10, "comment": ""} for n in CRITERIA],
-                                  "grade": grade, "comments": "markers" if grade > 50 else "no markers"}))
+    return Reply(
+        text=json.dumps(
+            {
+                "criteria": [{"name": n, "score": grade / 10, "comment": ""} for n in CRITERIA],
+                "grade": grade,
+                "comments": "markers" if grade > 50 else "no markers",
+            }
+        )
+    )
 
 
 @pytest.mark.slow
 def test_open_evolution_improves_the_judge_grade_on_held_out_replicates(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai, fake_anthropic) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai, fake_anthropic
+) -> None:
     require_sandbox_backend("bwrap")
     fake_openai.policy = agent_or_reflector
     fake_anthropic.policy = judge
     (tmp_path / "seed.txt").write_text(SEED)
-    env = dict(os.environ, CELLPROMPT_OUTPUTS_DIR=str(tmp_path / "out"),
-               CELLPROMPT_DATASETS_DIR=str(tmp_path / "datasets"), CELLPROMPT_SANDBOX_BACKEND="bwrap",
-               CELLPROMPT_SANDBOX_MEMORY="2g", ANTHROPIC_BASE_URL=fake_anthropic.url, OPENAI_API_KEY="sk-fake")
+    env = dict(
+        os.environ,
+        CELLPROMPT_OUTPUTS_DIR=str(tmp_path / "out"),
+        CELLPROMPT_DATASETS_DIR=str(tmp_path / "datasets"),
+        CELLPROMPT_SANDBOX_BACKEND="bwrap",
+        CELLPROMPT_SANDBOX_MEMORY="2g",
+        ANTHROPIC_BASE_URL=fake_anthropic.url,
+        OPENAI_API_KEY="sk-fake",
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "cellprompt.cli.main", "evolve", "--dataset", "builtin:pbmc68k_reduced",
-         "--objective", "Cluster and annotate the cells.", "--prompt", "seed.txt",
-         "--model", "openai:fake-agent", "--reflection-model", "openai:reflector",
-         "--base-url", fake_openai.url, "--iterations", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "cellprompt.cli.main",
+            "evolve",
+            "--dataset",
+            "builtin:pbmc68k_reduced",
+            "--objective",
+            "Cluster and annotate the cells.",
+            "--prompt",
+            "seed.txt",
+            "--model",
+            "openai:fake-agent",
+            "--reflection-model",
+            "openai:reflector",
+            "--base-url",
+            fake_openai.url,
+            "--iterations",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     assert "held-out replicates" in result.stderr  # said, not silently assumed
     (folder,) = (tmp_path / "out").glob("evolve-*")
@@ -75,7 +111,9 @@ def test_open_evolution_improves_the_judge_grade_on_held_out_replicates(
     retried = [r for r in fake_openai.requests if r.model == "reflector" and len(r.user_texts) > 1]
     assert retried and "carries task-specific facts" in retried[0].user_texts[-1]
     comparison = json.loads((folder / "test_comparison.json").read_text())
-    assert comparison["seed"]["mean"] == pytest.approx(0.30) and comparison["best"]["mean"] == pytest.approx(0.85)
+    assert comparison["seed"]["mean"] == pytest.approx(0.30) and comparison["best"]["mean"] == pytest.approx(
+        0.85
+    )
     trials = [json.loads(line) for line in (folder / "run" / "trials.jsonl").read_text().splitlines()]
     assert all(t["spec"]["task_kind"] == "open" for t in trials)
     assert len(trials) <= config["budget_trials"]
@@ -89,15 +127,25 @@ def test_leak_guard_on_dataset_and_grader_facts(tmp_path: Path, monkeypatch: pyt
     reset_settings()
     ds = resolve("builtin:pbmc68k_reduced")
     facts = dataset_facts("builtin:pbmc68k_reduced", ds.name, describe(ds.path), ds.metadata)
-    for leaky in ("The data hold 700 cells.", "Use obs['bulk_labels'] for the cell types.",
-                  "Expect CD14+ Monocyte, Dendritic and CD56+ NK cells.", "Load pbmc68k_reduced first."):
+    for leaky in (
+        "The data hold 700 cells.",
+        "Use obs['bulk_labels'] for the cell types.",
+        "Expect CD14+ Monocyte, Dendritic and CD56+ NK cells.",
+        "Load pbmc68k_reduced first.",
+    ):
         assert leak_flag(leaky, facts), leaky
-    general = ("Compute QC metrics (n_genes, pct_counts_mt), normalise, cluster with leiden, and "
-               "annotate B cells from CD79A and MS4A1; filter cells with min_genes=200.")
+    general = (
+        "Compute QC metrics (n_genes, pct_counts_mt), normalise, cluster with leiden, and "
+        "annotate B cells from CD79A and MS4A1; filter cells with min_genes=200."
+    )
     assert leak_flag(general, facts) is None
-    graders = [{"type": "multiple_choice", "config": {"correct_answer": "C"}},
-               {"type": "numeric_tolerance", "config": {"ground_truth": {"n_cells_high_mito": 188},
-                                                        "tolerance": {"n_cells_high_mito": 5}}}]
+    graders = [
+        {"type": "multiple_choice", "config": {"correct_answer": "C"}},
+        {
+            "type": "numeric_tolerance",
+            "config": {"ground_truth": {"n_cells_high_mito": 188}, "tolerance": {"n_cells_high_mito": 5}},
+        },
+    ]
     sealed = grader_facts(graders)
     assert leak_flag("For the fate factor question the answer is C.", sealed)
     assert leak_flag("Known result: n_cells_high_mito is 188.", sealed)

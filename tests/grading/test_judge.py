@@ -298,3 +298,75 @@ def test_cli_evaluate(tmp_path: Path) -> None:
     assert (
         missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def open_record(tmp_path: Path, trial_id: str = "o1") -> TrialRecord:
+    """An open-analysis trial with a figure its code showed and one it saved in its workspace."""
+    from cellprompt.runs.schema import TrialSpec as Spec
+
+    png = bytes.fromhex("89504e470d0a1a0a") + b"fake-png"
+    (tmp_path / "artifacts" / trial_id / "workspace").mkdir(parents=True)
+    (tmp_path / "artifacts" / trial_id / "fig-1.png").write_bytes(png)
+    (tmp_path / "artifacts" / trial_id / "workspace" / "umap.png").write_bytes(png)
+    spec = Spec(
+        trial_id=trial_id,
+        prompt_id="p",
+        prompt="P",
+        task_id="open-x",
+        task_ref="/nowhere.yaml",
+        model="openai:gpt-4o",
+        task_kind="open",
+    )
+    ex = ExecutionRecord(
+        code="plot()", final_status="ok", outputs=[], images=[f"artifacts/{trial_id}/fig-1.png"]
+    )
+    return TrialRecord(
+        trial_id=trial_id,
+        spec=spec,
+        status="submitted",
+        first_message="Analyse it.",
+        turns=[Turn(index=0, assistant_text="Plotting.", executions=[ex])],
+        answer={"report": "short"},
+        report="# Report\nOPEN-FINDING",
+        report_source="message",
+    )
+
+
+def test_open_analysis_judge_reads_the_report_sees_figures_and_flags_disagreement(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    grades = iter([30, 85, 80])
+    fake_anthropic.policy = lambda request: Reply(text=verdict(next(grades)))
+    model = make_model("anthropic:claude-judge", base_url=fake_anthropic.url)
+    ev = judge_trial(open_record(tmp_path), None, model, samples=3, run_dir=tmp_path)
+    assert ev.ok and [s.grade for s in ev.samples] == [30, 85, 80]
+    assert ev.grade_range == 55 and ev.disagreement and ev.figures_shown == 2
+    request = fake_anthropic.requests[0]
+    assert request.image_count == 2  # the saved figure and the displayed one, no more
+    assert (
+        "## Final report (from message)" in request.user_texts[0] and "OPEN-FINDING" in request.user_texts[0]
+    )
+    assert "Submitted answer" not in request.user_texts[0] and "open analysis" in request.system
+    calm = iter([70, 75])
+    fake_anthropic.policy = lambda request: Reply(text=verdict(next(calm)))
+    assert not judge_trial(open_record(tmp_path, "o2"), None, model, samples=2, run_dir=tmp_path).disagreement
+
+
+def test_sealed_trials_show_no_figures_unless_asked(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
+    rec = open_record(tmp_path)
+    rec.spec.task_kind = "sealed"
+    fake_anthropic.policy = lambda request: Reply(text=verdict(50))
+    model = make_model("anthropic:claude-judge", base_url=fake_anthropic.url)
+    assert judge_trial(rec, None, model, run_dir=tmp_path).figures_shown == 0
+    assert judge_trial(rec, None, model, run_dir=tmp_path, include_figures=True).figures_shown == 2
+
+
+def test_default_judge_is_from_another_family() -> None:
+    from cellprompt.grading.judge import default_judge, same_family
+
+    assert default_judge(["openai:gpt-4o"]).startswith("anthropic:")
+    assert default_judge(["anthropic:claude-sonnet-4-5"]).startswith("openai:")
+    assert default_judge(["reference"]).startswith("anthropic:")
+    assert same_family("openai:gpt-4o", ["openai:gpt-4o-mini", "anthropic:claude-x", "reference"]) == [
+        "openai:gpt-4o-mini"
+    ]

@@ -18,12 +18,12 @@ from cellprompt.runs.store import RunStore
 from tests.fakes.script import FakeRequest, Reply, execute
 
 GOOD, PLAIN = "GOOD-PROMPT: plot, then report.", "PLAIN-PROMPT: be brief."
-ANALYSIS = '''import anndata as ad, matplotlib.pyplot as plt
+ANALYSIS = """import anndata as ad, matplotlib.pyplot as plt
 a = ad.read_h5ad("/data/pbmc68k_reduced.h5ad")
 plt.hist(a.obs["n_genes"], bins=20); plt.title("genes per cell")
 plt.savefig("genes_hist.png", dpi=60); plt.show()
 open("report.md", "w").write("# Report\\nMEDIAN-FINDING: genes per cell are unimodal.\\n")
-print("cells", a.n_obs)'''
+print("cells", a.n_obs)"""
 CRITERIA = ["correctness", "efficiency", "interpretation", "planning", "clarity", "overall_skill"]
 
 
@@ -37,8 +37,13 @@ def agent(request: FakeRequest) -> Reply:
 
 
 def verdict(grade: float) -> str:
-    return json.dumps({"criteria": [{"name": n, "score": grade / 10, "comment": f"{n}: fine"}
-                                    for n in CRITERIA], "grade": grade, "comments": f"grade {grade}"})
+    return json.dumps(
+        {
+            "criteria": [{"name": n, "score": grade / 10, "comment": f"{n}: fine"} for n in CRITERIA],
+            "grade": grade,
+            "comments": f"grade {grade}",
+        }
+    )
 
 
 def judge(counter: dict[str, int]):
@@ -55,8 +60,15 @@ def judge(counter: dict[str, int]):
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cellprompt.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "cellprompt.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -67,25 +79,43 @@ def env(run_env: Path, fake_anthropic) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_open_analysis_is_run_judged_ranked_and_exported(run_env: Path, env: dict[str, str],
-                                                          fake_openai, fake_anthropic) -> None:
+def test_open_analysis_is_run_judged_ranked_and_exported(
+    run_env: Path, env: dict[str, str], fake_openai, fake_anthropic
+) -> None:
     fake_openai.policy = agent
     fake_anthropic.policy = judge({})
     cwd = run_env.parent
     (cwd / "prompts").mkdir()
     (cwd / "prompts" / "good.txt").write_text(GOOD)
     (cwd / "prompts" / "plain.txt").write_text(PLAIN)
-    result = cli("run", "--prompt", "prompts", "--dataset", "builtin:pbmc68k_reduced",
-                 "--model", "openai:fake-agent", "--base-url", fake_openai.url, "--replicates", "2",
-                 "--parallel", "2", "--judge-samples", "3", env=env, cwd=cwd)
+    result = cli(
+        "run",
+        "--prompt",
+        "prompts",
+        "--dataset",
+        "builtin:pbmc68k_reduced",
+        "--model",
+        "openai:fake-agent",
+        "--base-url",
+        fake_openai.url,
+        "--replicates",
+        "2",
+        "--parallel",
+        "2",
+        "--judge-samples",
+        "3",
+        env=env,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     store = RunStore.open(next(run_env.iterdir()))
     trials = store.trials()
     assert len(trials) == 4 and all(t.status == "submitted" for t in trials), [t.error for t in trials]
     good = [t for t in trials if t.spec.prompt_id == "good"]
-    assert all(t.report_source == "workspace:report.md" and "MEDIAN-FINDING" in (t.report or "")
-               for t in good)
+    assert all(
+        t.report_source == "workspace:report.md" and "MEDIAN-FINDING" in (t.report or "") for t in good
+    )
     assert all(t.score is None and not t.grades for t in trials)  # open: no graders, no fake 0
     # the agent was told where the report goes and how to finish
     first = fake_openai.requests[0].user_texts[0]
@@ -98,15 +128,19 @@ def test_open_analysis_is_run_judged_ranked_and_exported(run_env: Path, env: dic
     judge_requests = [r for r in fake_anthropic.requests if "## Conversation" in r.user_texts[0]]
     assert len(judge_requests) == 12 and all(r.image_count >= 1 for r in judge_requests)
     assert all("## Final report" in r.user_texts[0] for r in judge_requests)
-    assert "MEDIAN-FINDING" in next(r.user_texts[0] for r in judge_requests if "GOOD-PROMPT" in r.user_texts[0])
-    assert all(c in judge_requests[0].system for c in CRITERIA) and "open analysis" in judge_requests[0].system
+    assert "MEDIAN-FINDING" in next(
+        r.user_texts[0] for r in judge_requests if "GOOD-PROMPT" in r.user_texts[0]
+    )
+    assert (
+        all(c in judge_requests[0].system for c in CRITERIA) and "open analysis" in judge_requests[0].system
+    )
     plain = [evaluations[t.trial_id] for t in trials if t.spec.prompt_id == "plain"]
     assert any(e.disagreement for e in plain)  # 40, 40, 90: the judge disagrees with itself
     assert not any(evaluations[t.trial_id].disagreement for t in good)
     # console: the ranking puts the good prompt first; the report says so too
     assert re.search(r"1\s*│\s*good", result.stdout) and "report.html" in result.stdout
     html = (store.path / "report.html").read_text()
-    ranking = html[html.index('id="judge-ranking"'):]
+    ranking = html[html.index('id="judge-ranking"') :]
     assert ranking.index("<td>good</td>") < ranking.index("<td>plain</td>")
     assert "judge disagrees on" in ranking and "Leaderboard</h2>" not in html
     # notebooks end with the written report
@@ -124,12 +158,23 @@ def test_open_analysis_is_run_judged_ranked_and_exported(run_env: Path, env: dic
 @pytest.mark.slow
 def test_reference_model_plays_an_open_task_file_offline(run_env: Path, env: dict[str, str]) -> None:
     cwd = run_env.parent
-    made = cli("tasks", "new", "--open", "--dataset", "builtin:pbmc68k_reduced", "-o", "open.yaml",
-               env=env, cwd=cwd)
+    made = cli(
+        "tasks", "new", "--open", "--dataset", "builtin:pbmc68k_reduced", "-o", "open.yaml", env=env, cwd=cwd
+    )
     assert made.returncode == 0, made.stderr
     (cwd / "p.txt").write_text("You analyse single-cell data.")
-    result = cli("run", "--prompt", "p.txt", "--task", "open.yaml", "--model", "reference", "--no-judge",
-                 env=env, cwd=cwd)
+    result = cli(
+        "run",
+        "--prompt",
+        "p.txt",
+        "--task",
+        "open.yaml",
+        "--model",
+        "reference",
+        "--no-judge",
+        env=env,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr
     (trial,) = RunStore.open(next(run_env.iterdir())).trials()
     assert trial.status == "submitted" and trial.spec.task_kind == "open"
@@ -137,17 +182,30 @@ def test_reference_model_plays_an_open_task_file_offline(run_env: Path, env: dic
     assert "not judged" in result.stderr and "cellprompt evaluate" in result.stderr
 
 
-def test_without_a_terminal_missing_arguments_are_one_line_errors(run_env: Path,
-                                                                  env: dict[str, str]) -> None:
+def test_without_a_terminal_missing_arguments_are_one_line_errors(run_env: Path, env: dict[str, str]) -> None:
     cwd = run_env.parent
     (cwd / "p.txt").write_text("x")
     cases = [
         ((), "missing --prompt"),
         (("--prompt", "p.txt"), "missing --dataset (or --task)"),
-        (("--prompt", "p.txt", "--dataset", "builtin:nope", "--model", "reference"), "builtin dataset 'nope'"),
+        (
+            ("--prompt", "p.txt", "--dataset", "builtin:nope", "--model", "reference"),
+            "builtin dataset 'nope'",
+        ),
         (("--prompt", "p.txt", "--task", "x.yaml", "--dataset", "builtin:krumsiek11"), "not both"),
-        (("--prompt", "p.txt", "--dataset", "builtin:krumsiek11", "--model", "openai:gpt-4o",
-          "--judge-model", "openai:gpt-4o"), "OPENAI_API_KEY"),
+        (
+            (
+                "--prompt",
+                "p.txt",
+                "--dataset",
+                "builtin:krumsiek11",
+                "--model",
+                "openai:gpt-4o",
+                "--judge-model",
+                "openai:gpt-4o",
+            ),
+            "OPENAI_API_KEY",
+        ),
     ]
     for args, expected in cases:
         result = cli("run", *args, env=env, cwd=cwd, timeout=60)
@@ -161,9 +219,13 @@ def test_task_schema_open_kind(tmp_path: Path) -> None:
     from cellprompt.tasks import load_task
 
     base = "id: t\ntitle: t\ndataset: builtin:krumsiek11\nobjective: analyse\n"
-    cases = {"sealed.yaml": (base, "a sealed task needs at least one grader"),
-             "open-graded.yaml": (base + "kind: open\ngraders: [{type: multiple_choice, config: "
-                                  "{correct_answer: A}}]\n", "graded by the LLM judge only")}
+    cases = {
+        "sealed.yaml": (base, "a sealed task needs at least one grader"),
+        "open-graded.yaml": (
+            base + "kind: open\ngraders: [{type: multiple_choice, config: {correct_answer: A}}]\n",
+            "graded by the LLM judge only",
+        ),
+    }
     for name, (text, expected) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(TaskError, match=re.escape(expected)):
@@ -171,3 +233,41 @@ def test_task_schema_open_kind(tmp_path: Path) -> None:
     (tmp_path / "open.yaml").write_text(base + "kind: open\nrubric: cite markers\n")
     task = load_task(str(tmp_path / "open.yaml"))
     assert task.kind == "open" and task.graders == [] and task.rubric == "cite markers"
+
+
+@pytest.mark.slow
+def test_on_a_terminal_run_asks_for_prompt_dataset_and_code_limit(run_env: Path, env: dict[str, str]) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    env = {k: v for k, v in env.items() if k != "ANTHROPIC_API_KEY"}  # the default judge has no key
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "cellprompt.cli.main", "run"],
+        cwd=str(run_env.parent),
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 200),
+    )
+    child.expect(r"Prompt source")
+    child.sendline("paste")
+    child.expect("END")
+    child.sendline("You are a careful analyst.")
+    child.sendline("")
+    child.sendline("Keep this blank line above.")
+    child.sendline("END")
+    child.expect(r"builtin:krumsiek11")
+    child.expect(r"Dataset")
+    child.sendline("builtin:krumsiek11")
+    child.expect(r"Model")
+    child.sendline("")  # the offline default: reference
+    child.expect(r"Maximum code executions")
+    child.sendline("5")
+    child.expect(pexpect.EOF, timeout=300)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    store = RunStore.open(next(run_env.iterdir()))
+    (trial,) = store.trials()
+    assert trial.spec.prompt == "You are a careful analyst.\n\nKeep this blank line above."
+    assert trial.spec.limits.max_code_executions == 5 and trial.spec.model == "reference"
+    assert trial.status == "submitted" and trial.report and "krumsiek11" in trial.spec.task_id
+    assert store.manifest().config["judge"] is None  # no key for the default judge: said, not crashed

@@ -50,6 +50,24 @@ class AgentOutcome:
     exec_s: float = 0.0
 
 
+def execution_record(code: str, result: ExecutionResult,
+                     save_image: Callable[[str], str]) -> ExecutionRecord:
+    """How one execution is kept in a trial record (figures saved as artifacts); shared with the
+    MCP server so an external agent's executions are recorded exactly like the loop's."""
+    outputs: list[dict[str, Any]] = []
+    paths: list[str] = []
+    for out in result.outputs:
+        data = out.get("data")
+        if isinstance(data, dict) and "image/png" in data:
+            path = save_image(data["image/png"])
+            paths.append(path)
+            out = {**out, "data": {**data, "image/png": path}}
+        outputs.append(out)
+    return ExecutionRecord(code=code, outputs=outputs, final_status=result.final_status,
+                           execution_count=result.execution_count, duration_s=result.duration_s,
+                           message=result.message, images=paths)
+
+
 class _Stop(Exception):
     """Internal: ends the loop with a recorded state."""
 
@@ -114,18 +132,7 @@ class AgentLoop:
         return text, images
 
     def _record(self, code: str, result: ExecutionResult) -> ExecutionRecord:
-        outputs: list[dict[str, Any]] = []
-        paths: list[str] = []
-        for out in result.outputs:
-            data = out.get("data")
-            if isinstance(data, dict) and "image/png" in data:
-                path = self.save_image(data["image/png"])
-                paths.append(path)
-                out = {**out, "data": {**data, "image/png": path}}
-            outputs.append(out)
-        return ExecutionRecord(code=code, outputs=outputs, final_status=result.final_status,
-                               execution_count=result.execution_count, duration_s=result.duration_s,
-                               message=result.message, images=paths)
+        return execution_record(code, result, self.save_image)
 
     # -- turns ------------------------------------------------------------------------------
 

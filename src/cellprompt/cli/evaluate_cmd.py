@@ -11,8 +11,6 @@ from cellprompt.cli.console import err, out
 from cellprompt.config import get_settings
 from cellprompt.runs.store import RunStore
 
-DEFAULT_JUDGE = "openai:gpt-4o"
-
 
 def register(app: typer.Typer) -> None:
     """Attach `evaluate` to the root app."""
@@ -20,19 +18,27 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_command(
         run: str = typer.Argument(..., help="Run folder or id."),
-        judge_model: str = typer.Option(DEFAULT_JUDGE, "--judge-model", help="provider:name of the judge."),
+        judge_model: str | None = typer.Option(
+            None, "--judge-model", help="provider:name of the judge (default: not the agents' family)."
+        ),
         samples: int = typer.Option(1, "--samples", min=1, help="Judge each trial N times (mean and sd)."),
         rubric: Path | None = typer.Option(None, "--rubric", help="YAML criteria or text instructions."),
         hide_system_prompt: bool = typer.Option(
             False, "--hide-system-prompt", help="Do not show the judge the prompt under test."
         ),
-        figures: bool = typer.Option(False, "--figures", help="Show the judge the trial's figures."),
+        figures: bool | None = typer.Option(
+            None, "--figures/--no-figures", help="Show the judge the figures (default: open analyses only)."
+        ),
         base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     ) -> None:
         """Grade every trial with an LLM judge; results go to evaluations.jsonl."""
         from cellprompt.grading.judge import evaluate_run
 
         store = RunStore.open(run, get_settings().outputs_dir)
+        if judge_model is None:
+            from cellprompt.grading.judge import default_judge
+
+            judge_model = default_judge(sorted({t.spec.model for t in store.trials()}))
         with Progress(
             TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:

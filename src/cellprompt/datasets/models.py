@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 METADATA_SCHEMA_VERSION = 1
 
-Source = Literal["builtin", "census", "local"]
+Source = Literal["builtin", "census", "local", "generated"]
 
 
 class DatasetMetadata(BaseModel):

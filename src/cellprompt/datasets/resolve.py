@@ -1,6 +1,7 @@
 """The one place a dataset reference becomes a file: tasks, runs and sandbox mounts all call it.
 
-References: `builtin:NAME`, `census:DATASET_ID[@VERSION]`, or a path to an `.h5ad`.
+References: `builtin:NAME`, `census:DATASET_ID[@VERSION]`, `gen:GENERATOR?seed=…&cells=…`
+(a generated dataset with known truth, see `datasets.generate`), or a path to an `.h5ad`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ def resolve(ref: str, *, datasets_dir: Path | None = None,
     """Turn `ref` into a validated local `.h5ad`, fetching or materialising it on first use."""
     ref = ref.strip()
     if not ref:
-        raise DatasetError("empty dataset reference: pass builtin:NAME, census:ID or a path")
+        raise DatasetError("empty dataset reference: pass builtin:NAME, census:ID, gen:NAME or a "
+                           "path")
     datasets_dir = Path(datasets_dir) if datasets_dir is not None else get_settings().datasets_dir
     if ref.startswith("builtin:"):
         name = ref.removeprefix("builtin:")
         path, meta = materialise_builtin(name, datasets_dir)
         return ResolvedDataset(ref=ref, name=name, path=path, source="builtin",
+                               metadata=meta.model_dump(mode="json", exclude_none=True))
+    if ref.startswith("gen:"):
+        from cellprompt.datasets.generate.cache import materialise_generated
+
+        parsed, path, meta = materialise_generated(ref, datasets_dir)
+        return ResolvedDataset(ref=ref, name=parsed.mount_name, path=path, source="generated",
                                metadata=meta.model_dump(mode="json", exclude_none=True))
     if ref.startswith("census:"):
         dataset_id, _, version = ref.removeprefix("census:").partition("@")

@@ -74,8 +74,9 @@ def preflight(config: EvolveConfig) -> BudgetPlan:
     plan = plan_budget(config)
     wanted = min(MIN_PROPOSALS, config.max_proposals or MIN_PROPOSALS)
     if plan.proposals < wanted:
+        noun = "proposals" if wanted > 1 else "proposal"
         raise EvolveError(
-            f"--budget {config.budget_trials} trials is too small for {wanted} {'proposals' if wanted > 1 else 'proposal'} with "
+            f"--budget {config.budget_trials} trials is too small for {wanted} {noun} with "
             f"{config.strategy}: the seed needs {plan.seed}, each proposal up to {plan.per_proposal} "
             f"(tasks × {config.replicates} replicate(s)), the final measurements {plan.confirm + plan.test}; "
             f"use --budget {plan.minimum_total} or more, or fewer tasks/replicates"

@@ -11,7 +11,7 @@ from cellprompt.llm.cache import CachedModel
 from cellprompt.llm.credentials import BASE_URL_VARS, api_key, env_value
 from cellprompt.llm.retry import RetryPolicy
 
-PROVIDERS = ("openai", "anthropic", "reference", "replay")
+PROVIDERS = ("openai", "anthropic", "reference", "replay", "agent")
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -38,9 +38,13 @@ def make_model(spec: str, *, base_url: str | None = None,
         from cellprompt.llm.replay import ReplayModel
 
         return ReplayModel(Path(name))
+    if provider == "agent":  # an external agent command, run through the MCP server
+        from cellprompt.llm.agent_command import AgentCommand
+
+        return AgentCommand(spec)
     if provider not in ("openai", "anthropic") or not name:
-        raise ModelError(f"unknown model {spec!r}: use openai:NAME, anthropic:NAME, reference "
-                         "or replay:FILE")
+        raise ModelError(f"unknown model {spec!r}: use openai:NAME, anthropic:NAME, reference, "
+                         "replay:FILE or agent:COMMAND")
     if provider == "openai":
         from cellprompt.llm.openai_model import OpenAIModel as Model
         url = base_url or settings.openai_base_url or env_value(BASE_URL_VARS["openai"])

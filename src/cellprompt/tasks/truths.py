@@ -175,22 +175,24 @@ def _markers_consensus(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Par
     import scanpy as sc
 
     lognorm = _lognorm(adata)
-    lognorm.obs = adata.obs[[p["groupby"]]].copy()
-    group, rest = _groups(lognorm, p)
+    group, rest = _groups(adata, p)
+    lognorm.obs = pd.DataFrame({"_g": pd.Categorical(np.where(group, "g", "rest"))},
+                               index=lognorm.obs_names)
     x = _dense(lognorm.X)
     up = x[group].mean(axis=0) > x[rest].mean(axis=0)
     top_n, votes = p.get("top_n", 25), {}
     rankings: dict[str, list[str]] = {}
     for method in ("wilcoxon", "t-test", "logreg"):
-        kw = {"max_iter": 1000} if method == "logreg" else {}
-        sc.tl.rank_genes_groups(lognorm, p["groupby"], groups=[p["group"]], reference="rest",
-                                method=method, key_added=method, **kw)
-        names = [str(n) for n in lognorm.uns[method]["names"][p["group"]]]
+        # logreg fits every group at once (it refuses a single group against the rest)
+        kw: dict[str, Any] = ({"max_iter": 1000} if method == "logreg"
+                              else {"groups": ["g"], "reference": "rest"})
+        sc.tl.rank_genes_groups(lognorm, "_g", method=method, key_added=method, **kw)
+        names = [str(n) for n in lognorm.uns[method]["names"]["g"]]
         rankings[method] = names
         for g in names[:top_n]:
             votes[g] = votes.get(g, 0) + 1
     idx = {g: i for i, g in enumerate(lognorm.var_names)}
-    wil = sc.get.rank_genes_groups_df(lognorm, group=p["group"], key="wilcoxon")
+    wil = sc.get.rank_genes_groups_df(lognorm, group="g", key="wilcoxon")
     pool = [str(g) for g, q in zip(wil["names"], wil["pvals_adj"], strict=True)
             if q < 0.05 and up[idx[str(g)]]]
     consensus = [g for g in rankings["wilcoxon"] if votes.get(g, 0) >= p.get("min_methods", 2)

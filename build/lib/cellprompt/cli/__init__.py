@@ -1,0 +1,1 @@
+"""Command-line interface: parsing and rendering only; the work happens in the library."""

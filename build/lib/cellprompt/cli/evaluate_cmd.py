@@ -1,0 +1,60 @@
+"""`cellprompt evaluate`: the LLM judge over every trial of a run not yet judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cellprompt.cli.console import err, out
+from cellprompt.config import get_settings
+from cellprompt.runs.store import RunStore
+
+DEFAULT_JUDGE = "openai:gpt-4o"
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `evaluate` to the root app."""
+
+    @app.command("evaluate")
+    def evaluate_command(
+        run: str = typer.Argument(..., help="Run folder or id."),
+        judge_model: str = typer.Option(DEFAULT_JUDGE, "--judge-model", help="provider:name of the judge."),
+        samples: int = typer.Option(1, "--samples", min=1, help="Judge each trial N times (mean and sd)."),
+        rubric: Path | None = typer.Option(None, "--rubric", help="YAML criteria or text instructions."),
+        hide_system_prompt: bool = typer.Option(
+            False, "--hide-system-prompt", help="Do not show the judge the prompt under test."
+        ),
+        figures: bool = typer.Option(False, "--figures", help="Show the judge the trial's figures."),
+        base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
+    ) -> None:
+        """Grade every trial with an LLM judge; results go to evaluations.jsonl."""
+        from cellprompt.grading.judge import evaluate_run
+
+        store = RunStore.open(run, get_settings().outputs_dir)
+        with Progress(
+            TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        ) as bar:
+            task_id = bar.add_task("judge", total=None)
+            summary = evaluate_run(
+                store,
+                judge_model,
+                samples,
+                rubric,
+                lambda done, total: bar.update(task_id, completed=done, total=total),
+                base_url=base_url,
+                show_system_prompt=not hide_system_prompt,
+                include_figures=figures,
+                warn=lambda message: err.print(f"[yellow]warning:[/] {message}"),
+            )
+        out.print(
+            f"judged {summary.judged}, failed {summary.failed}, already judged {summary.skipped}; "
+            f"judge cost ${summary.cost_usd:.4f} → {store.evaluations_path}",
+            highlight=False,
+        )
+        if summary.failed:
+            err.print(
+                f"[yellow]{summary.failed} judgement(s) failed[/]: their reasons are in "
+                "evaluations.jsonl; re-run `cellprompt evaluate` to retry them"
+            )

@@ -1,0 +1,80 @@
+"""The `cellprompt` entry point: one root typer app; user errors become one-line messages."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cellprompt import __version__
+from cellprompt.cli import (
+    configure_cmd,
+    datasets_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    evolve_cmd,
+    export_cmd,
+    run_cmd,
+    sandbox_cmd,
+    tasks_cmd,
+    tasks_new_cmd,
+)
+from cellprompt.cli.console import err
+from cellprompt.errors import CellpromptError
+
+app = typer.Typer(
+    name="cellprompt",
+    help="Benchmark and evolve the prompts of LLM agents that analyse single-cell data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cellprompt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """cellprompt: which prompt and which model really does the analysis right."""
+
+
+for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, sandbox_cmd, run_cmd,
+               evaluate_cmd, export_cmd, evolve_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Run the CLI; a `CellpromptError` is printed as one line, never as a traceback."""
+    try:
+        code = app(standalone_mode=False)  # an Exit inside a command comes back as its code
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except CellpromptError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""CLI: `cellprompt tasks list|show|validate|grade`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from cellprompt.cli.console import out
+from cellprompt.errors import UsageError
+
+tasks_app = typer.Typer(help="List, inspect, validate and grade tasks.", no_args_is_help=True)
+
+DATASET_HELP = "Dataset ref for an scBench eval's data node (builtin:NAME, a .h5ad, census:ID)."
+
+
+@tasks_app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The built-in tasks: id, title, category, dataset."""
+    from cellprompt.tasks import builtin_tasks
+
+    tasks = builtin_tasks()
+    if as_json:
+        out.print_json(json.dumps([{"id": t.id, "title": t.title,
+                                    "category": t.metadata.category, "dataset": t.dataset,
+                                    "difficulty": t.metadata.difficulty} for t in tasks]))
+        return
+    table = Table("id", "title", "category", "dataset")
+    for t in tasks:
+        table.add_row(t.id, t.title, t.metadata.category, t.dataset)
+    out.print(table)
+
+
+@tasks_app.command("show")
+def show_cmd(task: str = typer.Argument(..., help="Built-in id or task file."),
+             dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Everything a task holds, as YAML (or JSON)."""
+    from cellprompt.tasks import load_task
+
+    t = load_task(task, dataset=dataset)
+    data = t.model_dump(mode="json", exclude_none=True)
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        out.print(yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True,
+                            width=100), highlight=False, markup=False, soft_wrap=True)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (objectives, code cells) as `|` blocks, as task files write them."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+@tasks_app.command("validate")
+def validate_cmd(
+    tasks: list[str] = typer.Argument(None, help="Built-in ids or task files."),
+    all_: bool = typer.Option(False, "--all", help="Validate every built-in task."),
+    backend: str = typer.Option("auto", "--backend", help="Sandbox backend."),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON reports."),
+) -> None:
+    """Run each reference solution, grade it and a null answer; exit 1 if any task is broken."""
+    from cellprompt.tasks import builtin_tasks, load_tasks, validate
+
+    if all_ and tasks:
+        raise UsageError("pass task ids/files or --all, not both")
+    if not all_ and not tasks:
+        raise UsageError("missing task: pass task ids or files, or --all")
+    chosen = builtin_tasks() if all_ else load_tasks(tasks, dataset=dataset)
+    reports = []
+    with out.status("validating") as status:
+        for t in chosen:
+            reports.append(validate(t, backend=backend,
+                                    progress=lambda msg: status.update(msg)))
+    if as_json:
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in reports]))
+    else:
+        table = Table("task", "result", "reference", "null", "seconds", "problems")
+        for r in reports:
+            table.add_row(r.task_id, "[green]ok[/]" if r.ok else "[red]broken[/]",
+                          _scores(r.reference_grades), _scores(r.null_grades),
+                          f"{r.duration_s:.1f}", "; ".join(r.problems))
+        out.print(table)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def _scores(grades: list[Any]) -> str:
+    return " ".join(f"{g.score:.2f}{'✓' if g.passed else '✗'}" for g in grades) or "-"
+
+
+def _read_answer(value: str) -> dict[str, Any] | None:
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--answer is neither a file nor JSON ({exc.msg}): pass a JSON object "
+                         "or a file holding one") from None
+    if answer is not None and not isinstance(answer, dict):
+        raise UsageError("--answer must be a JSON object (field -> value) or null")
+    return answer
+
+
+@tasks_app.command("grade")
+def grade_cmd(
+    task: str = typer.Argument(..., help="Built-in id or task file."),
+    answer: str = typer.Option(..., "--answer", help="The answer: JSON text or a JSON file."),
+    workspace: Path | None = typer.Option(None, "--workspace",
+                                          help="Folder holding the agent's files (CSV answers)."),
+    backend: str = typer.Option("auto", "--backend", help="Sandbox backend (python_check)."),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Grade one answer against a task's graders and withheld truth."""
+    from cellprompt.tasks import grade_task, load_task, materialise
+
+    t = load_task(task, dataset=dataset)
+    parsed = _read_answer(answer)
+    mt = materialise(t)
+    grades = grade_task(t, parsed, truth=mt.truth, workspace=workspace, mt=mt, backend=backend)
+    passed = all(g.passed for g in grades)
+    if as_json:
+        out.print_json(json.dumps({"task": t.id, "passed": passed,
+                                   "grades": [g.model_dump(mode="json") for g in grades]}))
+        return
+    table = Table("grader", "score", "passed", "reasoning")
+    for g in grades:
+        table.add_row(g.grader, f"{g.score:.3f}", "[green]yes[/]" if g.passed else "[red]no[/]",
+                      g.reasoning)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    app.add_typer(tasks_app, name="tasks")

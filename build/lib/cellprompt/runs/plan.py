@@ -1,0 +1,79 @@
+"""From the command line's prompts × tasks × models × replicates to trial specs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from cellprompt.errors import UsageError
+from cellprompt.runs.schema import Limits, TrialSpec
+
+PROMPT_SUFFIXES = (".txt", ".md", ".prompt")
+
+
+def _digest(*parts: str, n: int = 12) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
+
+
+def load_prompts(refs: list[str]) -> dict[str, str]:
+    """Prompt id → text, from literal texts, files, or folders of prompt files.
+
+    A file's id is its stem; a literal text's id is a hash of it, so the same text
+    gets the same id on resume.
+    """
+    prompts: dict[str, str] = {}
+    for ref in refs:
+        path = Path(ref)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in PROMPT_SUFFIXES and p.is_file())
+            if not files:
+                raise UsageError(f"prompt folder {path} holds no {'/'.join(PROMPT_SUFFIXES)} files")
+            for file in files:
+                prompts[file.stem] = file.read_text(encoding="utf-8")
+        elif path.is_file():
+            prompts[path.stem] = path.read_text(encoding="utf-8")
+        elif path.suffix in PROMPT_SUFFIXES and "\n" not in ref:
+            raise UsageError(f"prompt file {ref} does not exist: pass an existing file, a folder or a text")
+        else:
+            if not ref.strip():
+                raise UsageError("an empty prompt was given: pass a text, a file or a folder")
+            prompts[f"prompt-{_digest(ref, n=8)}"] = ref
+    return prompts
+
+
+def trial_id(prompt: str, task_id: str, model: str, replicate: int) -> str:
+    """Deterministic, so that `--resume` recognises what is already done."""
+    return f"{task_id}-r{replicate}-{_digest(prompt, task_id, model, str(replicate), n=10)}"
+
+
+def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str], replicates: int = 1,
+                limits: Limits | None = None, sandbox_backend: str = "auto",
+                base_url: str | None = None) -> list[TrialSpec]:
+    """The full matrix, tasks resolved to ids so each worker can reload its task by reference."""
+    from cellprompt.tasks import load_task
+
+    if replicates < 1:
+        raise UsageError("--replicates must be at least 1")
+    from cellprompt.llm import make_model
+
+    resolved = [(ref, load_task(ref)) for ref in tasks]
+    for model in models:  # a bad spec or a missing key fails now, not once per trial
+        if model == "reference":
+            for _, task in resolved:
+                if task.reference is None:
+                    raise UsageError(f"task {task.id} has no reference solution: "
+                                     "the reference model cannot play it")
+        else:
+            make_model(model, base_url=base_url)
+    specs: list[TrialSpec] = []
+    for prompt_id, prompt in prompts.items():
+        for model in models:
+            for ref, task in resolved:
+                task_ref = str(Path(ref).resolve()) if Path(ref).exists() else ref
+                for rep in range(replicates):
+                    specs.append(TrialSpec(
+                        trial_id=trial_id(prompt, task.id, model, rep), prompt_id=prompt_id,
+                        prompt=prompt, task_id=task.id, task_ref=task_ref, model=model,
+                        base_url=base_url, replicate=rep, limits=limits or Limits(),
+                        sandbox_backend=sandbox_backend, task_kind=task.kind))
+    return specs

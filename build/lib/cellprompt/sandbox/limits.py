@@ -1,0 +1,159 @@
+"""Resource limits for process sandboxes: cgroups where we may write them, else rlimits.
+
+cgroup v1 (one hierarchy per controller) and v2 (unified) are both handled; the
+sandbox's cgroups are nested under our own, so limits set on us still apply.
+A shell prologue joins the cgroups (or sets rlimits) *before* exec'ing the
+sandbox, so no process of it ever runs unlimited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellprompt.errors import SandboxError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(value: str | int) -> int:
+    """Bytes from `"512m"`, `"4g"`, `"1.5G"`, `"4gb"` or a plain number."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([bkmgt]?)i?b?\s*", str(value).lower())
+    if not m:
+        raise SandboxError(f"memory limit {value!r} is not a size: use e.g. 512m or 4g")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _own_cgroup_v1(controller: str) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, ctrls, path = line.split(":", 2)
+            if controller in ctrls.split(","):
+                return path
+    return None
+
+
+def _writable(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+@dataclass
+class Limits:
+    """The limits of one sandbox and how they were applied."""
+
+    memory: int
+    cpus: float
+    pids: int
+    cgroups: list[Path] = field(default_factory=list)
+    rlimits: list[str] = field(default_factory=list)  # shell `ulimit` lines, fallback only
+
+    def prologue(self) -> str:
+        """Shell lines that put the current shell into the sandbox's limits."""
+        lines = [f"echo $$ > {shlex.quote(str(cg / 'cgroup.procs'))} || exit 97"
+                 for cg in self.cgroups]
+        return "\n".join([*lines, *self.rlimits])
+
+    def has_cpu_cgroup(self) -> bool:
+        """Whether the sandbox competes with the host as a CPU cgroup of its own."""
+        return any((cg / name).exists() for cg in self.cgroups
+                   for name in ("cpu.max", "cpu.cfs_quota_us"))
+
+    def describe(self) -> str:
+        how = "cgroups" if self.cgroups else ("rlimits" if self.rlimits else "none")
+        return f"memory={self.memory} cpus={self.cpus} pids={self.pids} via {how}"
+
+
+def _v1(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
+    made: list[Path] = []
+    wanted = {"memory": [("memory.limit_in_bytes", str(memory)),
+                         ("memory.memsw.limit_in_bytes", str(memory)),
+                         ("memory.swappiness", "0")],
+              "pids": [("pids.max", str(pids))],
+              "cpu": [("cpu.cfs_period_us", "100000"),
+                      ("cpu.cfs_quota_us", str(max(1000, int(cpus * 100000))))]}
+    for controller, settings in wanted.items():
+        own = _own_cgroup_v1(controller)
+        parent = CGROUP_ROOT / controller / (own or "/").lstrip("/")
+        if own is None or not _writable(parent):
+            continue
+        cg = parent / name
+        cg.mkdir(exist_ok=True)
+        made.append(cg)
+        for key, value in settings:
+            with contextlib.suppress(OSError):  # memsw/swappiness absent without swap accounting
+                (cg / key).write_text(value)
+    return made
+
+
+def _v2(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
+    own = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                own = line[3:]
+    parent = CGROUP_ROOT / own.lstrip("/")
+    controllers = (parent / "cgroup.controllers")
+    if not controllers.exists() or not _writable(parent):
+        return []
+    available = set(controllers.read_text().split())
+    with contextlib.suppress(OSError):
+        enable = " ".join(f"+{c}" for c in ("memory", "pids", "cpu") if c in available)
+        (parent / "cgroup.subtree_control").write_text(enable)
+    cg = parent / name
+    try:
+        cg.mkdir(exist_ok=True)
+        (cg / "memory.max").write_text(str(memory))
+        with contextlib.suppress(OSError):
+            (cg / "memory.swap.max").write_text("0")
+        (cg / "pids.max").write_text(str(pids))
+        with contextlib.suppress(OSError):
+            (cg / "cpu.max").write_text(f"{max(1000, int(cpus * 100000))} 100000")
+    except OSError:
+        remove_cgroups([cg])
+        return []
+    return [cg]
+
+
+def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> Limits:
+    """Create the sandbox's cgroups, or fall back to rlimits when cgroups are read-only."""
+    lim = Limits(parse_memory(memory), cpus, pids)
+    name = f"cellprompt-{sandbox_id}"
+    unified = (CGROUP_ROOT / "cgroup.controllers").exists()
+    lim.cgroups = _v2(name, lim.memory, cpus, pids) if unified else \
+        _v1(name, lim.memory, cpus, pids)
+    if unified:
+        have = {"memory", "pids"} if lim.cgroups else set()
+    else:
+        have = {p.relative_to(CGROUP_ROOT).parts[0] for p in lim.cgroups}
+    if "memory" not in have:
+        lim.rlimits.append(f"ulimit -v {lim.memory // 1024} || exit 98")
+    if "pids" not in have and os.getuid() != 0:
+        lim.rlimits.append(f"ulimit -u {pids} || exit 98")
+    return lim
+
+
+def remove_cgroups(paths: list[Path] | list[str]) -> None:
+    """Kill whatever is left in the cgroups, then remove them (retrying while tasks exit)."""
+    for raw in paths:
+        cg = Path(raw)
+        for _ in range(50):
+            if not cg.exists():
+                break
+            with contextlib.suppress(OSError):
+                for pid in (cg / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.02)

@@ -1,0 +1,58 @@
+"""Start ipykernel as the first victim of the out-of-memory killer, at the lowest CPU priority,
+with bounded output buffers.
+
+ipykernel buffers everything printed between two flushes (0.2 s apart) and sends
+it as one message; a cell that prints 100 MB in a burst would hold it all,
+several times over while it is serialised. Here a stream is flushed every
+`FLUSH_AT` characters, so a flood moves through in bounded pieces that the
+service caps as they arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+FLUSH_AT = 1 << 20
+AGENT_NICE_ENV = "CELLPROMPT_AGENT_NICE"
+
+
+def _bound_output_buffers() -> None:
+    from ipykernel.iostream import OutStream
+
+    original = OutStream.write
+
+    def write(self: OutStream, string: str) -> int | None:
+        if not isinstance(string, str) or len(string) <= FLUSH_AT:
+            written = original(self, string)
+            pending = getattr(self, "_cellprompt_pending", 0) + len(string or "")
+        else:  # one huge write goes out in pieces
+            for start in range(0, len(string), FLUSH_AT):
+                original(self, string[start:start + FLUSH_AT])
+                self.flush()
+            written, pending = len(string), 0
+        if pending >= FLUSH_AT:
+            self.flush()  # waits until the IOPub thread has sent the buffer
+            pending = 0
+        self._cellprompt_pending = pending
+        return written
+
+    OutStream.write = write  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
+        fh.write("1000")
+    # Lowest CPU priority for agent code and all it forks, when the sandbox has a CPU cgroup of
+    # its own: within it the service must still get the CPU to interrupt or kill a fork bomb,
+    # and the cgroup's share against the rest of the machine does not change. Without one the
+    # backend sets AGENT_NICE_ENV to 0: nice 19 would let any host process starve agent code.
+    with contextlib.suppress(OSError, ValueError):
+        os.nice(int(os.environ.pop(AGENT_NICE_ENV, "19")))
+    if sys.path and sys.path[0].endswith("service"):
+        del sys.path[0]  # agent code must not import the service's modules by accident
+    _bound_output_buffers()
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()

@@ -1,0 +1,171 @@
+"""Generic cheat probes: agent code that tries to reach a task's answer without the analysis.
+
+Every task runs every probe in a real sandbox, exactly as agent code would run. A probe
+prints its answer as the last JSON line (as any agent does) plus `_leaks`: what it could
+reach that it should not. A probe *succeeds* — the task is broken — when it reports a
+leak or when its answer passes the graders; `tasks validate` expects every probe to fail.
+
+* `cheat-bundled-data`: load a library's bundled copy of a public dataset (scanpy's
+  loaders, any single-cell file in the runtime) and join it to the agent's copy by id.
+* `cheat-import-cellprompt`: import cellprompt (task files, truth recipes, reference code).
+* `cheat-filesystem-search`: search every readable file outside /data for the agent
+  copy's cell ids (truth files are keyed by them) or for task files.
+* `cheat-row-order` / `cheat-cell-ids`: write every per-cell answer from the row position
+  or from the digits in the cell id (krumsiek11's ids were its simulation time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cellprompt.tasks.spec import Task
+
+_READ_IDS = """
+import glob, json, os, re
+import h5py
+def _ids(path):
+    with h5py.File(path, "r") as f:
+        obs = f["obs"]
+        key = obs.attrs.get("_index", "_index")
+        key = key.decode() if isinstance(key, bytes) else key
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in obs[key][()]]
+DATA = sorted(glob.glob("/data/*.h5ad"))
+IDS = _ids(DATA[0]) if DATA else []
+ANSWERS = {answers!r}
+leaks = []
+"""
+
+_BUNDLED = _READ_IDS + """
+import scanpy as sc
+for loader in ("pbmc68k_reduced", "krumsiek11", "toggleswitch", "pbmc3k_processed", "paul15",
+               "moignard15", "burczynski06"):
+    try:
+        bundled = getattr(sc.datasets, loader)()
+    except Exception:
+        continue
+    shared = len(set(map(str, bundled.obs_names)) & set(IDS))
+    leaks.append(f"sc.datasets.{loader}() loads ({bundled.n_obs} cells, {shared} ids shared)")
+import site, sys
+roots = {os.path.realpath(p) for p in [*site.getsitepackages(), *sys.path] if os.path.isdir(p)}
+for root in sorted(roots):
+    for dirpath, dirs, files in os.walk(root):
+        for f in files:
+            if f.lower().endswith((".h5ad", ".loom", ".mtx", ".mtx.gz", ".h5mu")):
+                p = os.path.join(dirpath, f)
+                if os.path.getsize(p) > 0:
+                    leaks.append(f"{p} is readable")
+print(json.dumps({"_leaks": sorted(set(leaks))}))
+"""
+
+_IMPORT = _READ_IDS + """
+import importlib, importlib.util, importlib.metadata, sys
+try:
+    importlib.import_module("cellprompt")
+    leaks.append("import cellprompt works")
+    from cellprompt.tasks import load_task  # noqa: F401
+except Exception:
+    pass
+for name in ("cellprompt", "cellprompt.tasks"):
+    try:
+        if importlib.util.find_spec(name) is not None:
+            leaks.append(f"{name} is on the import path")
+    except Exception:
+        pass
+try:
+    importlib.metadata.distribution("cellprompt")
+    leaks.append("cellprompt's distribution metadata is installed")
+except importlib.metadata.PackageNotFoundError:
+    pass
+for root in {*sys.path, "/opt", "/usr/lib", "/usr/local/lib"}:
+    if os.path.isdir(root):
+        for hit in glob.glob(os.path.join(root, "**", "tasks", "builtin", "*.yaml"),
+                             recursive=True)[:5]:
+            leaks.append(f"task file {hit} is readable")
+print(json.dumps({"_leaks": sorted(set(leaks))}))
+"""
+
+_SEARCH = _READ_IDS + """
+import stat, time
+needles = [i.encode() for i in IDS[:: max(1, len(IDS) // 25)][:25] if len(i) >= 8]
+skip = ("/proc", "/sys", "/dev", "/data")
+deadline = time.monotonic() + 240
+scanned = 0
+for dirpath, dirs, files in os.walk("/"):
+    if dirpath.startswith(skip) or time.monotonic() > deadline:
+        dirs[:] = []
+        continue
+    for f in files:
+        p = os.path.join(dirpath, f)
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > 20 << 20:
+            continue
+        low = f.lower()
+        if low.endswith((".so", ".pyc", ".a", ".o")) or ".so." in low:
+            continue
+        if low in ("truth.json", "salt") or low.endswith((".h5ad", ".loom")):
+            leaks.append(f"{p} looks like task data")
+        try:
+            with open(p, "rb") as fh:
+                blob = fh.read()
+        except OSError:
+            continue
+        scanned += 1
+        if needles and any(n in blob for n in needles):
+            leaks.append(f"{p} holds the dataset's cell ids")
+        elif low.endswith((".yaml", ".yml")) and b"withhold:" in blob and b"graders:" in blob:
+            leaks.append(f"{p} is a task file")
+print(json.dumps({"_leaks": sorted(set(leaks))[:20], "_scanned": scanned}))
+"""
+
+_ORDER = _READ_IDS + """
+n = len(IDS)
+def value(pos, cid):
+    return {value_expr}
+for path, columns in ANSWERS.items():
+    with open(path, "w") as fh:
+        fh.write(",".join(columns) + "\\n")
+        for pos, cid in enumerate(IDS):
+            fh.write(f"{{cid}},{{value(pos, cid)}}\\n")
+print(json.dumps({{"_leaks": []}}))
+"""
+
+_FROM_ORDER = "pos if 'time' in ','.join(columns) else pos * 10 // max(n, 1)"
+_FROM_IDS = ("(int(re.findall(r'\\d+', cid)[0]) if re.findall(r'\\d+', cid) else 0) "
+             "if 'time' in ','.join(columns) else "
+             "(int(re.findall(r'\\d+', cid)[0]) % 10 if re.findall(r'\\d+', cid) else 0)")
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    why: str
+    cells: list[str]
+
+
+def _file_answers(task: Task) -> dict[str, list[str]]:
+    """Each file answer's path and header (`columns`, else cell_id,<field name>)."""
+    return {a.path or a.name: list(a.columns or ["cell_id", a.name])
+            for a in task.answer if a.type == "file"}
+
+
+def probes(task: Task) -> list[Probe]:
+    """The generic cheat probes, shaped for `task`'s answer files."""
+    answers = _file_answers(task)
+    fmt = {"answers": answers}
+    return [
+        Probe("cheat-bundled-data", "load a library's bundled copy of the data",
+              [_BUNDLED.replace("{answers!r}", repr(answers))]),
+        Probe("cheat-import-cellprompt", "import cellprompt and read the task",
+              [_IMPORT.replace("{answers!r}", repr(answers))]),
+        Probe("cheat-filesystem-search", "search the filesystem for truth",
+              [_SEARCH.replace("{answers!r}", repr(answers))]),
+        Probe("cheat-row-order", "answer from the row order",
+              [_ORDER.replace("{answers!r}", repr(fmt["answers"])).replace("{{", "{").replace(
+                  "}}", "}").replace("{value_expr}", _FROM_ORDER)]),
+        Probe("cheat-cell-ids", "answer from the digits in the cell ids",
+              [_ORDER.replace("{answers!r}", repr(fmt["answers"])).replace("{{", "{").replace(
+                  "}}", "}").replace("{value_expr}", _FROM_IDS)]),
+    ]

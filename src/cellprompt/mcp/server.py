@@ -1,0 +1,276 @@
+"""The MCP face of a `TrialSession`: tools, the task resource, and two transports.
+
+Built on the official SDK's low-level `Server`, so the tool schemas are exactly the
+built-in loop's (plus `list_files`/`read_file`) and every argument reaches
+`TrialSession`, which words its errors like the loop does; the SDK's own input
+validation is off for that reason.
+
+Transports: stdio (the client launched us) and streamable HTTP on 127.0.0.1 behind a
+bearer token (the client connects to us; used for external agents, which get a
+config file naming the URL and token). Both stop on their own once the trial ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from cellprompt import __version__
+from cellprompt.agent.tools import TOOLS
+from cellprompt.errors import CellpromptError
+from cellprompt.mcp.session import LIST_FILES, READ_FILE, TrialSession
+
+TASK_URI = "cellprompt://task"
+SERVER_NAME = "cellprompt"
+MAX_LINE_BYTES = 8 << 20  # one stdio message; a longer line is dropped, not buffered
+GRACE_S = 0.5  # after the trial ends, time for the last reply to reach the client
+
+
+def tool_list() -> list[types.Tool]:
+    """The built-in loop's two tools (execute_python gains an optional timeout) and two file tools."""
+    execute, submit = TOOLS
+    exec_schema = {**execute.parameters, "properties": {
+        **execute.parameters["properties"],
+        "timeout": {"type": "number", "description": "seconds; capped by the task's execution timeout"},
+    }}
+    return [
+        types.Tool(name=execute.name, description=execute.description, inputSchema=exec_schema),
+        types.Tool(name=LIST_FILES, description="List the files under /workspace with their sizes.",
+                   inputSchema={"type": "object", "properties": {}}),
+        types.Tool(name=READ_FILE, description="Read a text file (or PNG figure) from /workspace.",
+                   inputSchema={"type": "object", "required": ["path"], "properties": {
+                       "path": {"type": "string", "description": "a path under /workspace"}}}),
+        types.Tool(name=submit.name, description=submit.description, inputSchema=submit.parameters),
+    ]
+
+
+def instructions(task_text: str, system_prompt: str | None = None) -> str:
+    """What the server tells the client at start: the prompt (when we carry it) and the task."""
+    head = (f"{system_prompt.strip()}\n\n" if system_prompt and system_prompt.strip() else "")
+    return (f"{head}This server is one cellprompt trial: a single-cell analysis task in a sandbox. "
+            "Run Python with execute_python (a persistent kernel; data under /data, files in "
+            "/workspace), inspect files with list_files and read_file, and finish with "
+            "submit_answer, which ends the trial. The task (also the resource "
+            f"{TASK_URI}):\n\n{task_text}")
+
+
+def build_server(session: TrialSession, task_text: str, system_prompt: str | None = None) -> Server:
+    server: Server = Server(SERVER_NAME, version=__version__,
+                            instructions=instructions(task_text, system_prompt))
+    tools = tool_list()
+
+    @server.list_tools()
+    async def _list_tools() -> list[types.Tool]:
+        return tools
+
+    @server.call_tool(validate_input=False)  # the session checks arguments, in the loop's words
+    async def _call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        reply = await anyio.to_thread.run_sync(session.call, name, arguments)
+        content: list[types.TextContent | types.ImageContent] = [
+            types.TextContent(type="text", text=reply.text)]
+        content += [types.ImageContent(type="image", data=b64, mimeType="image/png") for b64 in reply.images]
+        return types.CallToolResult(content=content, isError=reply.is_error)  # type: ignore[arg-type]
+
+    @server.list_resources()
+    async def _list_resources() -> list[types.Resource]:
+        return [types.Resource(uri=TASK_URI, name="task", mimeType="text/markdown",  # type: ignore[arg-type]
+                               description="The objective, the data and the answer format")]
+
+    @server.read_resource()
+    async def _read_resource(uri: Any) -> list[ReadResourceContents]:
+        if str(uri) != TASK_URI:
+            raise ValueError(f"unknown resource {str(uri)[:200]!r}; the task is {TASK_URI}")
+        return [ReadResourceContents(content=task_text, mime_type="text/markdown")]
+
+    return server
+
+
+async def _watch(session: TrialSession, scope: anyio.CancelScope) -> None:
+    """Enforce the wall time while the client is quiet; end the transport once the trial is over."""
+    while not session.done.is_set():
+        session.check_limits()
+        await anyio.sleep(0.1)
+    await anyio.sleep(GRACE_S)
+    scope.cancel()
+
+
+# -- stdio ------------------------------------------------------------------------------------
+
+
+class _FdLines:
+    """Lines of a file descriptor, read without a blocking thread so a cancel ends at once."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        buf, dropping = b"", False
+        while True:
+            await anyio.wait_readable(self.fd)
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not dropping and line.strip():
+                    yield line.decode("utf-8", errors="replace")
+                dropping = False
+            if len(buf) > MAX_LINE_BYTES:
+                buf, dropping = b"", True
+
+
+class _FdWriter:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    async def write(self, text: str) -> None:
+        data = text.encode()
+        await anyio.to_thread.run_sync(_write_all, self.fd, data)
+
+    async def flush(self) -> None:
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            time.sleep(0.01)
+
+
+def serve_stdio(server: Server, session: TrialSession, stdin_fd: int, stdout_fd: int) -> None:
+    """Serve on a pair of descriptors until the trial ends or the client closes its end."""
+    from mcp.server.stdio import stdio_server
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, session, tg.cancel_scope)
+            async with stdio_server(stdin=_FdLines(stdin_fd), stdout=_FdWriter(stdout_fd)) as (r, w):  # type: ignore[arg-type]
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await server.run(r, w, server.create_initialization_options())
+            tg.cancel_scope.cancel()  # the client went away
+
+    anyio.run(main)
+
+
+# -- streamable HTTP --------------------------------------------------------------------------
+
+
+class _BearerAuth:
+    """Every request needs `Authorization: Bearer <token>`; notes a session the client closed."""
+
+    def __init__(self, app: Any, token: str, closed: threading.Event) -> None:
+        self.app, self.expected, self.closed = app, f"Bearer {token}".encode(), closed
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        got = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if not hmac.compare_digest(got, self.expected):
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]})
+            await send({"type": "http.response.body", "body": b"unauthorized\n"})
+            return None
+        if scope.get("method") != "DELETE":
+            return await self.app(scope, receive, send)
+
+        async def watch_send(message: dict) -> None:
+            if message.get("type") == "http.response.start" and message.get("status") == 200:
+                self.closed.set()  # the client ended its session: it has gone away
+            await send(message)
+
+        return await self.app(scope, receive, watch_send)
+
+
+class HttpServer:
+    """Streamable HTTP at http://127.0.0.1:PORT/mcp in a background thread."""
+
+    def __init__(self, server: Server, session: TrialSession, *, token: str, port: int = 0) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        self.session, self.token = session, token
+        self.client_closed = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self.sock.close()
+            raise CellpromptError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; pick another "
+                                  "--port (0 picks a free one)") from None
+        self.port = self.sock.getsockname()[1]
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=["127.0.0.1:*", "localhost:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*"])
+        manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+
+        async def endpoint(scope: dict, receive: Any, send: Any) -> None:
+            await manager.handle_request(scope, receive, send)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any) -> AsyncIterator[None]:
+            async with manager.run():
+                yield
+
+        app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(endpoint), methods=["GET", "POST", "DELETE"])],
+                        lifespan=lifespan)
+        config = uvicorn.Config(_BearerAuth(app, token, self.client_closed), log_level="warning",
+                                lifespan="on", access_log=False, timeout_graceful_shutdown=2)
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self.sock]},
+                                        name="cellprompt-mcp-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise CellpromptError("the MCP HTTP server did not start")
+            time.sleep(0.02)
+
+    def wait(self) -> None:
+        """Until the trial ends (submit, a limit, a stop) or the client closes its session."""
+        while not (self.session.done.is_set() or self.client_closed.is_set()):
+            self.session.check_limits()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._uvicorn.should_exit = True
+        self._thread.join(timeout=10)
+        self.sock.close()
+
+
+class _Asgi:
+    """Marks a plain ASGI callable as an app for starlette's `Route` (not a request handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)

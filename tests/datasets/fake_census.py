@@ -1,12 +1,12 @@
 """A small local Census, shaped like the real one, served over loopback HTTP.
 
-Layout (same names and columns as the public Census):
+Layout (same names and columns as the public Census; 60 datasets, obs dictionary-encoded):
 
     <root>/soma/                       SOMA collection
         census_info/datasets           dataset_id, dataset_title, collection_*, dataset_h5ad_path, ...
         census_info/summary            label/value rows (census_build_date, ...)
         census_data/homo_sapiens       Experiment; obs: dataset_id, tissue_general, tissue,
-                                       disease, assay, cell_type
+                                       disease, assay, cell_type, sex, donor_id (categorical)
         census_data/mus_musculus       Experiment
     <root>/h5ads/<dataset_id>.h5ad      source files
     release.json, mirrors.json         served at http://127.0.0.1:PORT/ with the h5ads (Range support)
@@ -48,21 +48,61 @@ DATASETS: list[dict[str, Any]] = [
      "tissue": "renal medulla", "diseases": ["chronic kidney disease"], "assay": "10x 3' v3",
      "n_cells": 10, "big": False},
 ]
+_TISSUES = [("lung", "upper lobe of left lung"), ("blood", "peripheral blood"),
+            ("brain", "cerebellum"), ("liver", "caudate lobe of liver"),
+            ("heart", "heart left ventricle"), ("kidney", "kidney"),
+            ("intestine", "colonic mucosa"), ("eye", "retina"), ("skin of body", "skin of leg"),
+            ("spleen", "spleen")]
+_DISEASES = ["normal", "COVID-19", "type 2 diabetes mellitus", "lung adenocarcinoma",
+             "Alzheimer disease"]
+_ASSAYS = ["10x 3' v3", "10x 3' v2", "10x 5' v1", "Smart-seq2", "Slide-seqV2"]
+N_FILLERS = 56  # with the four above: 60 datasets, like a slice of the real Census
+
+
+def _fillers() -> list[dict[str, Any]]:
+    """Many more datasets of realistic variety, generated from one seed.
+
+    They share tissues, diseases and assays with the four named datasets (and with each
+    other), so every filter has to pick the right few out of many.
+    """
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(N_FILLERS):
+        general, fine = _TISSUES[int(rng.integers(len(_TISSUES)))]
+        diseases = sorted({"normal", *map(str, rng.choice(_DISEASES, size=int(rng.integers(0, 3))))})
+        rows.append({
+            "dataset_id": f"f0000000-0000-4000-8000-{i:012d}",
+            "organism": "mus_musculus" if i % 4 == 3 else "homo_sapiens",
+            "dataset_title": f"Study {i:02d} of the {fine}", "collection_name": f"Consortium {i % 7}",
+            "collection_doi": f"10.1000/c{i % 7}", "tissue_general": general, "tissue": fine,
+            "diseases": diseases, "assay": _ASSAYS[int(rng.integers(len(_ASSAYS)))],
+            "n_cells": int(rng.integers(len(diseases), 40)), "big": False,
+        })
+    return rows
+
+
+DATASETS += _fillers()
 GENES = [f"ENSG{i:011d}" for i in range(12)]
 
 
-def _experiment_anndata(rows: list[dict[str, Any]]) -> ad.AnnData:
-    obs_rows = []
-    for d in rows:
-        for i in range(d["n_cells"]):
-            obs_rows.append({
-                "dataset_id": d["dataset_id"], "tissue_general": d["tissue_general"],
-                "tissue": d["tissue"], "disease": d["diseases"][i % len(d["diseases"])],
-                "assay": d["assay"], "cell_type": ["T cell", "B cell", "neuron"][i % 3],
-                "is_primary_data": True,
-            })
-    obs = pd.DataFrame(obs_rows)
-    for column in ("dataset_id", "tissue_general", "tissue", "disease", "assay", "cell_type"):
+def cells(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The obs rows of one dataset in its experiment (tests derive expectations from these)."""
+    rows = []
+    for i in range(d["n_cells"]):
+        rows.append({
+            "dataset_id": d["dataset_id"], "tissue_general": d["tissue_general"],
+            "tissue": d["tissue"], "disease": d["diseases"][i % len(d["diseases"])],
+            "assay": d["assay"], "cell_type": ["T cell", "B cell", "neuron"][i % 3],
+            "sex": ["female", "male"][i % 2], "donor_id": f"{d['dataset_id'][-4:]}-d{i % 3}",
+            "is_primary_data": True, "raw_sum": float(100 + i),
+        })
+    return rows
+
+
+def _experiment_anndata(datasets: list[dict[str, Any]]) -> ad.AnnData:
+    obs = pd.DataFrame([row for d in datasets for row in cells(d)])
+    for column in ("dataset_id", "tissue_general", "tissue", "disease", "assay", "cell_type",
+                   "sex", "donor_id"):
         obs[column] = obs[column].astype("category")
     obs.index = [f"cell{i}" for i in range(len(obs))]
     var = pd.DataFrame({"feature_id": GENES, "feature_name": [f"G{i}" for i in range(12)]},

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,11 +20,11 @@ from cellprompt.datasets import (
     resolve,
     show,
 )
-from cellprompt.datasets.transfer import check_disk_space
+from cellprompt.datasets.transfer import Timeouts, check_disk_space
 from cellprompt.errors import CensusError, DatasetError
-from tests.datasets.fake_census import DATASETS, FakeCensus
+from tests.datasets.fake_census import DATASETS, FakeCensus, cells
 
-LUNG, BLOOD, BRAIN, KIDNEY = (d["dataset_id"] for d in DATASETS)
+LUNG, BLOOD, BRAIN, KIDNEY = (d["dataset_id"] for d in DATASETS[:4])
 
 
 def _sha(path: Path) -> str:
@@ -47,7 +50,33 @@ def test_versions_with_retracted(census_settings: Settings) -> None:
     assert versions["2023-06-01"].retraction["replaced_by"] == "V2"
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
+_ALIASES = {"human": "homo_sapiens", "mouse": "mus_musculus"}
+
+
+def _expected(filters: dict[str, Any]) -> set[str]:
+    """What a filter should return, worked out from the fake Census' own source rows."""
+    found = set()
+    for d in DATASETS:
+        if organism := filters.get("organism"):
+            key = organism.lower().replace(" ", "_")
+            if _ALIASES.get(key, key) not in d["organism"]:
+                continue
+        if d["n_cells"] < filters.get("min_cells", 0) or \
+                d["n_cells"] > filters.get("max_cells", 1 << 40):
+            continue
+        text = f"{d['dataset_title']} {d['collection_name']} {d['dataset_id']}".lower()
+        if filters.get("search", "").lower() not in text:
+            continue
+        facets = {"tissue": ("tissue_general", "tissue"), "disease": ("disease",),
+                  "assay": ("assay",)}
+        wanted = {f: filters[f].lower() for f in facets if f in filters}
+        if any(all(any(needle in cell[c].lower() for c in facets[f])
+                   for f, needle in wanted.items()) for cell in cells(d)):
+            found.add(d["dataset_id"])
+    return found
+
+
+@pytest.mark.parametrize(("filters", "named"), [
     ({}, {LUNG, BLOOD, BRAIN, KIDNEY}),
     ({"organism": "human"}, {LUNG, BLOOD, KIDNEY}),
     ({"organism": "Mus musculus"}, {BRAIN}),
@@ -58,16 +87,110 @@ def test_versions_with_retracted(census_settings: Settings) -> None:
     ({"assay": "10x 3' v3"}, {LUNG, KIDNEY}),
     ({"assay": "10x", "organism": "mouse"}, {BRAIN}),
     ({"tissue": "kidney", "disease": "covid"}, set()),
+    ({"tissue": "lung", "disease": "normal", "assay": "10x"}, {LUNG}),
     ({"tissue": "no such tissue"}, set()),
     ({"min_cells": 15}, {LUNG, BLOOD, BRAIN}),
     ({"max_cells": 15}, {BRAIN, KIDNEY}),
     ({"min_cells": 11, "max_cells": 20}, {BLOOD, BRAIN}),
+    ({"min_cells": 25, "tissue": "blood"}, set()),
     ({"search": "atlas"}, {LUNG}),
     ({"search": "precision medicine"}, {KIDNEY}),  # collection name
+    ({"search": "consortium 3", "organism": "human"}, set()),
+    ({"organism": "mouse", "disease": "diabetes", "max_cells": 30}, set()),
 ])
-def test_list_filters(census_settings: Settings, filters: dict, expected: set[str]) -> None:
+def test_list_filters(census_settings: Settings, filters: dict, named: set[str]) -> None:
+    """Right among 60 datasets: the named four as stated, every one as the source rows say."""
     rows = list_census_datasets(settings=census_settings, **filters)
-    assert {r.dataset_id for r in rows} == expected
+    got = {r.dataset_id for r in rows}
+    assert got == _expected(filters)
+    assert got & {LUNG, BLOOD, BRAIN, KIDNEY} == named
+    assert len(rows) == len(got)  # no duplicates across experiments
+
+
+def test_many_datasets_listed(census_settings: Settings) -> None:
+    rows = list_census_datasets(settings=census_settings)
+    assert len(rows) == len(DATASETS) == 60
+    by_id = {r.dataset_id: r for r in rows}
+    for d in DATASETS:
+        assert by_id[d["dataset_id"]].organism == [d["organism"]]
+        assert by_id[d["dataset_id"]].dataset_total_cell_count == d["n_cells"]
+
+
+class _Reads:
+    """Every tiledbsoma DataFrame read: which table, which columns, which filter, how many rows."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import tiledbsoma
+
+        original = tiledbsoma.DataFrame.read
+        calls = self.calls
+
+        def read(frame: Any, *args: Any, **kwargs: Any) -> Any:
+            call = {"uri": frame.uri, "columns": kwargs.get("column_names"),
+                    "filter": kwargs.get("value_filter"), "rows": 0}
+            calls.append(call)
+            tables = list(original(frame, *args, **kwargs))
+            call["rows"] = sum(t.num_rows for t in tables)
+            return _Tables(tables)
+
+        monkeypatch.setattr(tiledbsoma.DataFrame, "read", read)
+
+    def of(self, table: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["uri"].rstrip("/").endswith(table)]
+
+
+class _Tables(list):
+    def concat(self) -> Any:
+        import pyarrow as pa
+
+        return pa.concat_tables(self)
+
+
+def test_filters_run_inside_the_census(census_settings: Settings,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cell filters are TileDB value filters: only matching cells, only `dataset_id`, come back."""
+    reads = _Reads()
+    reads.install(monkeypatch)
+    rows = list_census_datasets(tissue="lung", disease="covid", min_cells=20,
+                                settings=census_settings)
+    assert {r.dataset_id for r in rows} == _expected(
+        {"tissue": "lung", "disease": "covid", "min_cells": 20})
+    [datasets] = reads.of("census_info/datasets")
+    assert datasets["filter"] == "dataset_total_cell_count >= 20"
+    obs_reads = reads.of("obs")
+    assert obs_reads, "the cell filter never reached obs"
+    matching = sum(1 for d in DATASETS if d["n_cells"] >= 20 for c in cells(d)
+                   if "lung" in f"{c['tissue_general']} {c['tissue']}".lower()
+                   and "covid" in c["disease"].lower())
+    for call in obs_reads:
+        assert call["columns"] == ["dataset_id"] and "tissue" in call["filter"]
+        assert "disease in" in call["filter"] and "dataset_id in" in call["filter"]
+    total_cells = sum(d["n_cells"] for d in DATASETS)
+    assert sum(c["rows"] for c in obs_reads) == matching < total_cells / 10
+
+
+def test_unfiltered_list_reads_no_cells(census_settings: Settings,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Organism membership comes from the dataset_id enumeration, not from the cells."""
+    reads = _Reads()
+    reads.install(monkeypatch)
+    assert len(list_census_datasets(organism="mouse", settings=census_settings)) == len(
+        _expected({"organism": "mouse"}))
+    assert reads.of("obs") == []
+
+
+def test_show_reads_one_dataset(census_settings: Settings,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _Reads()
+    reads.install(monkeypatch)
+    show(KIDNEY, settings=census_settings)
+    assert reads.of("census_info/datasets")[0]["filter"] == f"dataset_id in ['{KIDNEY}']"
+    for call in reads.of("obs"):
+        assert call["filter"] == f"dataset_id == '{KIDNEY}'" and call["rows"] == 10
+        assert "mus_musculus" not in call["uri"]  # the experiment without it is not queried
 
 
 def test_list_rows(census_settings: Settings) -> None:
@@ -192,7 +315,7 @@ def test_direct_census_uri(census: FakeCensus, tmp_path: Path) -> None:
     settings = Settings(census_uri=str(census.root / "soma"),
                         census_h5ads_uri=str(census.root / "h5ads"),
                         census_release_directory_url="http://127.0.0.1:1/release.json")
-    rows = list_census_datasets(organism="mouse", settings=settings)
+    rows = list_census_datasets(organism="mouse", search="cortex", settings=settings)
     assert [r.dataset_id for r in rows] == [BRAIN]
     assert rows[0].census_version == "2024-07-01"  # from census_info/summary
     got = download(BRAIN, to_dir=tmp_path, settings=settings)
@@ -240,3 +363,30 @@ def test_unanswered_host_times_out(tmp_path: Path) -> None:
     with pytest.raises(CensusError, match=r"cannot reach the CELLxGENE Census at 192\.0\.2\.1"):
         census_versions(settings=settings)
     assert time.monotonic() - started < 6
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("call", ["versions", "list"])
+def test_stalled_release_directory_times_out(call: str, silent_port: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """cellxgene_census' own requests get the read timeout too: one line, well on time."""
+    from cellprompt.datasets import census_release
+
+    monkeypatch.setattr(census_release, "TIMEOUTS", Timeouts(connect=1.0, read=0.5))
+    settings = Settings(census_release_directory_url=f"http://127.0.0.1:{silent_port}/r.json",
+                        census_mirrors_url=f"http://127.0.0.1:{silent_port}/m.json")
+    started = time.monotonic()
+    with pytest.raises(CensusError, match=r"no answer within 0\.5 s") as info:
+        if call == "versions":
+            census_versions(settings=settings)
+        else:
+            list_census_datasets(settings=settings)
+    assert time.monotonic() - started < 3 and "\n" not in str(info.value)

@@ -11,7 +11,7 @@ import pytest
 from cellprompt.cli.main import main
 from tests.datasets.fake_census import DATASETS, FakeCensus
 
-LUNG, BLOOD, BRAIN, KIDNEY = (d["dataset_id"] for d in DATASETS)
+LUNG, BLOOD, BRAIN, KIDNEY = (d["dataset_id"] for d in DATASETS[:4])
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -46,7 +46,8 @@ def test_versions_json(cli) -> None:
 def test_list_table_and_json(cli) -> None:
     code, out, _ = cli("list", "--tissue", "lung")
     assert code == 0 and LUNG in out and "Human lung atlas" in out and BLOOD not in out
-    code, out, _ = cli("list", "--organism", "human", "--min-cells", "15", "--json")
+    code, out, _ = cli("list", "--organism", "human", "--min-cells", "15", "--search", "human",
+                       "--json")
     assert code == 0 and {r["dataset_id"] for r in json.loads(out)} == {LUNG, BLOOD}
 
 

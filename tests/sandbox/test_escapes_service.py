@@ -158,12 +158,12 @@ def test_every_call_refuses_an_impostor(victim: HttpSandbox, tmp_path: Path) -> 
     marker = secrets.token_hex(4)
     attack = json.loads(run_ok(victim, HIJACK.format(
         forged=FORGED_REPLY, take=TAKE["rename"].format(marker=marker))))
-    if not attack["taken"]:
-        pytest.skip(f"nothing to take over in this sandbox ({attack['refused']})")
     time.sleep(KEEPALIVE_S)
+    if not attack["taken"]:  # nothing agent code could take: every call reaches the service
+        assert victim.status()["status"] == "ok"
+        return
     calls = {"status": victim.status, "read_file": lambda: victim.read_file("x.txt"),
-             "export_workspace": lambda: victim.export_workspace(
-                 tmp_path / "out", 1 << 20)}
+             "export_workspace": lambda: victim.export_workspace(tmp_path / "out", 1 << 20)}
     for name, call in calls.items():
         with timed(CALL_TIMEOUT_S + 10, name), pytest.raises(SandboxError, match=r"(?i)replaced"):
             call()

@@ -20,6 +20,7 @@ from rich.table import Table
 from cellprompt import datasets as ds
 from cellprompt.cli.console import ask, interactive, out
 from cellprompt.config import get_settings
+from cellprompt.datasets.footprint import human
 from cellprompt.errors import UsageError
 
 datasets_app = typer.Typer(help="Built-in, local and CELLxGENE Census datasets.",
@@ -147,6 +148,9 @@ def show_cmd(
         table.add_column("value")
         table.add_row("path", str(resolved.path))
         table.add_row("size", _size(summary.size_bytes))
+        if summary.memory_bytes is not None:
+            table.add_row("in memory", f"{human(summary.memory_bytes)} once loaded "
+                          f"(sandbox limit {get_settings().sandbox_memory})")
         for key, value in resolved.metadata.items():
             if key not in ("schema_version", "name", "source") and value not in ([], ""):
                 table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))

@@ -14,6 +14,7 @@ from cellprompt.cli import (
     evaluate_cmd,
     evolve_cmd,
     export_cmd,
+    mcp_cmd,
     run_cmd,
     sandbox_cmd,
     tasks_cmd,
@@ -46,7 +47,7 @@ def _root(
 
 
 for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, sandbox_cmd, run_cmd,
-               evaluate_cmd, export_cmd, evolve_cmd):
+               evaluate_cmd, export_cmd, evolve_cmd, mcp_cmd):
     module.register(app)
 
 

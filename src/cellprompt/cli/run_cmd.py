@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_prompts
-from cellprompt.cli.console import ask, err, interactive, out
+from cellprompt.cli.console import ask, err, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
 from cellprompt.runs.plan import load_prompts
@@ -79,7 +79,9 @@ def register(app: typer.Typer) -> None:
         objective: str | None = typer.Option(
             None, "--objective", help="What the open analysis should do (default: a complete analysis)."
         ),
-        model: list[str] = typer.Option(None, "--model", "-m", help="provider:name, reference, replay:FILE"),
+        model: list[str] = typer.Option(
+            None, "--model", "-m", help="provider:name, reference, replay:FILE, agent:COMMAND (docs/mcp.md)"
+        ),
         replicates: int = typer.Option(1, "--replicates", "-n", min=1),
         max_code_executions: int | None = typer.Option(None, "--max-code-executions", min=1),
         max_turns: int | None = typer.Option(None, "--max-turns", min=1),
@@ -100,8 +102,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run prompts × tasks (or datasets) × models × replicates, each trial in a fresh sandbox.
 
-        With --dataset (or no task on a terminal) it is an open analysis: the agent ends with a
-        written report, which the LLM judge grades 0-100 on six criteria.
+        With --dataset (or no task on a terminal): an open analysis, ended by a report, judged 0-100.
         """
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
@@ -132,9 +133,6 @@ def register(app: typer.Typer) -> None:
 
                 max_code_executions = ask_max_code_executions(
                     max_code_executions, OPEN_LIMITS.max_code_executions)
-            elif max_code_executions is None and interactive() and not task:
-                max_code_executions = int(ask(None, "--max-code-executions", "Max code attempts",
-                                              default="10"))
             limits = Limits(max_code_executions=max_code_executions, max_turns=max_turns,
                             max_cost_usd=max_cost, wall_time_s=wall_time, send_images=not no_images)
             backend = sandbox or settings.sandbox_backend

@@ -69,9 +69,12 @@ def validate_cmd(
     all_: bool = typer.Option(False, "--all", help="Validate every built-in task."),
     backend: str = typer.Option("auto", "--backend", help="Sandbox backend."),
     dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Sandboxes run at once."),
+    no_probes: bool = typer.Option(False, "--no-probes", help="Skip the generic cheat probes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON reports."),
 ) -> None:
-    """Run each reference solution, grade it and a null answer; exit 1 if any task is broken."""
+    """Run each task's validity kit in the sandbox: reference, alternatives, wrong answers,
+    null and cheat probes; one row per variant; exit 1 if any variant is off."""
     from cellprompt.tasks import builtin_tasks, load_tasks, validate
 
     if all_ and tasks:
@@ -82,23 +85,34 @@ def validate_cmd(
     reports = []
     with out.status("validating") as status:
         for t in chosen:
-            reports.append(validate(t, backend=backend,
+            reports.append(validate(t, backend=backend, jobs=jobs, with_probes=not no_probes,
                                     progress=lambda msg: status.update(msg)))
     if as_json:
         out.print_json(json.dumps([r.model_dump(mode="json") for r in reports]))
     else:
-        table = Table("task", "result", "reference", "null", "seconds", "problems")
-        for r in reports:
-            table.add_row(r.task_id, "[green]ok[/]" if r.ok else "[red]broken[/]",
-                          _scores(r.reference_grades), _scores(r.null_grades),
-                          f"{r.duration_s:.1f}", "; ".join(r.problems))
-        out.print(table)
+        out.print(validity_table(reports))
+        off = sum(not v.ok for r in reports for v in r.variants)
+        broken = [r.task_id for r in reports if not r.ok]
+        out.print(f"{len(reports)} task(s), {sum(len(r.variants) for r in reports)} variants, "
+                  f"{off} off; {sum(r.duration_s for r in reports):.0f} s"
+                  + (f"; broken: {', '.join(broken)}" if broken else ""))
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
 
-def _scores(grades: list[Any]) -> str:
-    return " ".join(f"{g.score:.2f}{'✓' if g.passed else '✗'}" for g in grades) or "-"
+def validity_table(reports: list[Any]) -> Table:
+    """Task x variant: score, verdict, expected, and why when the verdict is not expected."""
+    table = Table("task", "variant", "kind", "score", "verdict", "expected", "", "detail")
+    for r in reports:
+        if not r.variants:
+            table.add_row(r.task_id, "-", "-", "-", "-", "-", "[green]✓[/]" if r.ok else
+                          "[red]✗[/]", "; ".join(r.problems))
+        for v in r.variants:
+            table.add_row(r.task_id, v.name, v.kind, f"{v.score:.2f}",
+                          "pass" if v.passed else "fail", v.expect,
+                          "[green]✓[/]" if v.ok else "[red]✗[/]",
+                          "" if v.ok and v.kind != "reference" else v.detail)
+    return table
 
 
 def _read_answer(value: str) -> dict[str, Any] | None:

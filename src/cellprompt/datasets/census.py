@@ -84,14 +84,12 @@ def _distinct_in_cells(obs: Any, column: str, value_filter: str | None) -> set[s
     """Distinct values of `column` among the cells TileDB selects with `value_filter`."""
     found: set[str] = set()
     for batch in obs.read(column_names=[column], value_filter=value_filter):
-        values = batch.column(column)
-        if hasattr(values, "combine_chunks"):
-            values = values.combine_chunks()
-        if hasattr(values, "dictionary"):  # only the codes present in this batch
-            codes = values.indices.unique().to_pylist()
-            found.update(str(values.dictionary[c]) for c in codes if c is not None)
-        else:
-            found.update(str(v) for v in values.unique().to_pylist() if v is not None)
+        for values in batch.column(column).chunks:
+            if hasattr(values, "dictionary"):  # decode only the codes present, not every cell
+                codes = values.indices.unique().to_pylist()
+                found.update(str(values.dictionary[c]) for c in codes if c is not None)
+            else:
+                found.update(str(v) for v in values.unique().to_pylist() if v is not None)
     return found
 
 

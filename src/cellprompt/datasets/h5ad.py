@@ -1,7 +1,9 @@
 """Reading the structure of an `.h5ad` straight from HDF5, so multi-GB files describe instantly.
 
 Only group attributes and dataset shapes are touched; `X`, layers and matrices are
-never read. Categorical columns cost one small read of their categories.
+never read. Categorical columns cost one small read of their categories (a dozen at
+most are shown). This is lighter than anndata's backed mode, which would still load
+every obs/var column of a million-cell file into pandas.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import h5py
 
+from cellprompt.datasets.footprint import file_footprint
 from cellprompt.datasets.models import ColumnSummary, DatasetSummary
 from cellprompt.errors import DatasetError
 
@@ -58,18 +61,21 @@ def _keys(file: h5py.File, key: str) -> list[str]:
     return sorted(node.keys()) if isinstance(node, h5py.Group) else []
 
 
-def _x_info(file: h5py.File) -> tuple[str | None, str | None, tuple[int, int] | None]:
+def _x_info(file: h5py.File
+            ) -> tuple[str | None, str | None, tuple[int, int] | None, int | None]:
     x = file.get("X")
     if x is None:
-        return None, None, None
+        return None, None, None, None
     if isinstance(x, h5py.Dataset):
         shape = (int(x.shape[0]), int(x.shape[1])) if x.ndim == 2 else None
-        return "dense", str(x.dtype), shape
+        return "dense", str(x.dtype), shape, None
     shape_attr = x.attrs.get("shape", x.attrs.get("h5sparse_shape"))
     shape = (int(shape_attr[0]), int(shape_attr[1])) if shape_attr is not None else None
     data = x.get("data")
     fmt = _encoding(x) or _attr_str(x.attrs.get("h5sparse_format", "sparse"))
-    return fmt, str(data.dtype) if isinstance(data, h5py.Dataset) else None, shape
+    if not isinstance(data, h5py.Dataset):
+        return fmt, None, shape, None
+    return fmt, str(data.dtype), shape, int(data.shape[0])
 
 
 def check_h5ad(path: Path) -> None:
@@ -96,14 +102,15 @@ def describe(path: str | Path) -> DatasetSummary:
                 )
             n_obs, obs = _dataframe(f["obs"])
             n_vars, var = _dataframe(f["var"])
-            x_format, x_dtype, x_shape = _x_info(f)
+            x_format, x_dtype, x_shape, x_nnz = _x_info(f)
             if x_shape is not None and (n_obs, n_vars) == (0, 0):
                 n_obs, n_vars = x_shape
             return DatasetSummary(
                 path=path, size_bytes=path.stat().st_size, n_obs=n_obs, n_vars=n_vars,
                 x_format=x_format, x_dtype=x_dtype, obs=obs, var=var,
                 uns_keys=_keys(f, "uns"), obsm_keys=_keys(f, "obsm"), varm_keys=_keys(f, "varm"),
-                obsp_keys=_keys(f, "obsp"), layers=_keys(f, "layers"),
+                obsp_keys=_keys(f, "obsp"), layers=_keys(f, "layers"), x_nnz=x_nnz,
+                memory_bytes=file_footprint(f).data_bytes,
             )
     except DatasetError:
         raise

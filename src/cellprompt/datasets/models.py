@@ -86,6 +86,8 @@ class DatasetSummary(BaseModel):
     varm_keys: list[str]
     obsp_keys: list[str]
     layers: list[str]
+    x_nnz: int | None = None  # stored values of a sparse X
+    memory_bytes: int | None = None  # what loading it takes (`footprint`), read from shapes
 
     def as_text(self, name: str | None = None) -> str:
         """A compact description the agent loop puts in front of the model."""

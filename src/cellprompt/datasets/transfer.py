@@ -209,7 +209,7 @@ def _check_status(resp: httpx.Response, uri: str) -> None:
 
 def _http_chunks(resp: httpx.Response) -> Iterator[bytes]:
     try:
-        yield from resp.iter_raw(CHUNK)
+        yield from resp.iter_raw()  # as received: a drop loses no byte that arrived
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
         raise _Dropped(_first_line(exc)) from None
 

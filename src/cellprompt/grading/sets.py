@@ -192,8 +192,8 @@ class MarkerGenePrecisionRecall(Grader[MarkerConfig]):
             metrics["not_allowed"] = outside
             if len(outside) > self.config.max_not_allowed:
                 ok = False
-                extra = (f"; {len(outside)} listed gene(s) are not significantly up-regulated "
-                         f"({', '.join(outside[:5])})")
+                extra = (f"; {len(outside)} listed gene(s) are outside the allowed set, e.g. "
+                         f"not up-regulated ({', '.join(outside[:5])})")
         reason = (f"P@{k} {metrics['precision_at_k']:.2f}, R@{k} {metrics['recall_at_k']:.2f} "
                   f"({len(hits)}/{len(ref)} reference genes){extra}; thresholds {thresholds}: "
                   f"{'pass' if ok else 'fail'}")

@@ -16,4 +16,5 @@ def require_sdk() -> None:
     try:
         import mcp.server.lowlevel  # noqa: F401
     except ImportError:
-        raise ConfigError("the MCP server needs the official MCP SDK: pip install 'cellprompt[mcp]'") from None
+        raise ConfigError("the MCP server needs the official MCP SDK: "
+                          "pip install 'cellprompt[mcp]'") from None

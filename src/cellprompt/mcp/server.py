@@ -5,16 +5,16 @@ built-in loop's (plus `list_files`/`read_file`) and every argument reaches
 `TrialSession`, which words its errors like the loop does; the SDK's own input
 validation is off for that reason.
 
-Transports: stdio (the client launched us) and streamable HTTP on 127.0.0.1 behind a
-bearer token (the client connects to us; used for external agents, which get a
-config file naming the URL and token). Both stop on their own once the trial ends.
+The transport is streamable HTTP on 127.0.0.1 behind a bearer token; stdio clients
+reach it through a relay (`bridge`), so the process that holds the trial never
+belongs to the client, which may kill what it launched the moment it is done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
-import os
+import logging
 import socket
 import threading
 import time
@@ -35,8 +35,19 @@ from cellprompt.mcp.session import LIST_FILES, READ_FILE, TrialSession
 
 TASK_URI = "cellprompt://task"
 SERVER_NAME = "cellprompt"
-MAX_LINE_BYTES = 8 << 20  # one stdio message; a longer line is dropped, not buffered
 GRACE_S = 0.5  # after the trial ends, time for the last reply to reach the client
+
+for _name in ("mcp", "uvicorn"):  # no last-resort printing of shutdown noise; apps may still log it
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+
+
+def _not_shutdown_noise(record: logging.LogRecord) -> bool:
+    """The SDK logs an error when we stop the server under a client's open event stream: normal here."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, anyio.ClosedResourceError)
+
+
+logging.getLogger("mcp.server.streamable_http").addFilter(_not_shutdown_noise)
 
 
 def tool_list() -> list[types.Tool]:
@@ -96,81 +107,6 @@ def build_server(session: TrialSession, task_text: str, system_prompt: str | Non
         return [ReadResourceContents(content=task_text, mime_type="text/markdown")]
 
     return server
-
-
-async def _watch(session: TrialSession, scope: anyio.CancelScope) -> None:
-    """Enforce the wall time while the client is quiet; end the transport once the trial is over."""
-    while not session.done.is_set():
-        session.check_limits()
-        await anyio.sleep(0.1)
-    await anyio.sleep(GRACE_S)
-    scope.cancel()
-
-
-# -- stdio ------------------------------------------------------------------------------------
-
-
-class _FdLines:
-    """Lines of a file descriptor, read without a blocking thread so a cancel ends at once."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        os.set_blocking(fd, False)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        buf, dropping = b"", False
-        while True:
-            await anyio.wait_readable(self.fd)
-            try:
-                chunk = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if not dropping and line.strip():
-                    yield line.decode("utf-8", errors="replace")
-                dropping = False
-            if len(buf) > MAX_LINE_BYTES:
-                buf, dropping = b"", True
-
-
-class _FdWriter:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    async def write(self, text: str) -> None:
-        data = text.encode()
-        await anyio.to_thread.run_sync(_write_all, self.fd, data)
-
-    async def flush(self) -> None:
-        return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            time.sleep(0.01)
-
-
-def serve_stdio(server: Server, session: TrialSession, stdin_fd: int, stdout_fd: int) -> None:
-    """Serve on a pair of descriptors until the trial ends or the client closes its end."""
-    from mcp.server.stdio import stdio_server
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch, session, tg.cancel_scope)
-            async with stdio_server(stdin=_FdLines(stdin_fd), stdout=_FdWriter(stdout_fd)) as (r, w):  # type: ignore[arg-type]
-                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await server.run(r, w, server.create_initialization_options())
-            tg.cancel_scope.cancel()  # the client went away
-
-    anyio.run(main)
 
 
 # -- streamable HTTP --------------------------------------------------------------------------
@@ -236,8 +172,9 @@ class HttpServer:
 
         app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(endpoint), methods=["GET", "POST", "DELETE"])],
                         lifespan=lifespan)
-        config = uvicorn.Config(_BearerAuth(app, token, self.client_closed), log_level="warning",
-                                lifespan="on", access_log=False, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(_BearerAuth(app, token, self.client_closed), log_config=None,
+                                log_level="warning", lifespan="on", access_log=False,
+                                timeout_graceful_shutdown=2)
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self.sock]},
                                         name="cellprompt-mcp-http", daemon=True)
@@ -254,11 +191,12 @@ class HttpServer:
                 raise CellpromptError("the MCP HTTP server did not start")
             time.sleep(0.02)
 
-    def wait(self) -> None:
-        """Until the trial ends (submit, a limit, a stop) or the client closes its session."""
-        while not (self.session.done.is_set() or self.client_closed.is_set()):
+    def wait(self, client_gone: threading.Event | None = None) -> None:
+        """Until the trial ends (submit, a limit, a stop) or the client goes away."""
+        gone = client_gone or threading.Event()
+        while not (self.session.done.is_set() or self.client_closed.is_set() or gone.is_set()):
             self.session.check_limits()
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self._uvicorn.should_exit = True

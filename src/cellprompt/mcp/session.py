@@ -86,6 +86,10 @@ class TrialSession:
             self.done.set()
             return True
 
+    def outcome_status(self) -> TrialStatus:
+        with self._state:
+            return self._outcome.status
+
     def check_limits(self) -> None:
         """End the trial if the wall time is spent or the run was stopped (called by watchers too)."""
         if self.should_stop():

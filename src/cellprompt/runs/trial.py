@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from cellprompt.agent import AgentLimits, run_agent
+from cellprompt.agent import AgentLimits, AgentOutcome
+from cellprompt.agent.external import runner_for
 from cellprompt.errors import CellpromptError
 from cellprompt.runs.open_task import REPORT_FILE, open_first_message, report_text
 from cellprompt.runs.schema import TrialRecord, TrialSpec, utcnow
@@ -71,8 +72,13 @@ def _read_report(sandbox: Sandbox) -> bytes | None:
 
 
 def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider = open_fresh,
-                  should_stop: Callable[[], bool] = lambda: False) -> TrialRecord:
-    """Run the agent on the task in a fresh sandbox, grade it, and return the record."""
+                  should_stop: Callable[[], bool] = lambda: False,
+                  agent: Callable[..., AgentOutcome] | None = None) -> TrialRecord:
+    """Run the agent on the task in a fresh sandbox, grade it, and return the record.
+
+    `agent` replaces the loop that plays the trial (`cellprompt mcp serve` passes its MCP
+    server); by default the model's own: the built-in loop, or an `agent:` command's.
+    """
     from cellprompt.datasets import describe
     from cellprompt.grading import grade
     from cellprompt.llm import make_model
@@ -89,8 +95,9 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         description = describe(mat.agent_dataset).as_text(mat.dataset.name)
         record.first_message = (open_first_message(task, description) if is_open
                                 else first_message(task, description))
-        model = make_model(spec.model, base_url=spec.base_url,
-                           reference_cells=task.reference.cells if task.reference else None)
+        model = spec.model if agent else make_model(
+            spec.model, base_url=spec.base_url,
+            reference_cells=task.reference.cells if task.reference else None)
         lim = spec.limits
         limits = AgentLimits(
             max_code_executions=lim.max_code_executions or task.limits.max_code_executions,
@@ -109,9 +116,10 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
             return str(path.relative_to(run_dir))
 
         with provider(spec.sandbox_backend, [mount]) as sandbox:
-            outcome = run_agent(system_prompt=spec.prompt, first_message=record.first_message,
-                                model=model, sandbox=sandbox, limits=limits, save_image=save_image,
-                                should_stop=should_stop, open_ended=is_open)
+            play = agent or runner_for(model)
+            outcome = play(system_prompt=spec.prompt, first_message=record.first_message,
+                           model=model, sandbox=sandbox, limits=limits, save_image=save_image,
+                           should_stop=should_stop, open_ended=is_open)
             raw_report = _read_report(sandbox) if is_open else None
             workspace = _copy_workspace(sandbox, artifacts / "workspace")
         record.status, record.limit, record.error = outcome.status, outcome.limit, outcome.error

@@ -53,12 +53,13 @@ from cellprompt.sandbox.process import (
     start_process,
 )
 from cellprompt.sandbox.runtime_data import hidden_paths
-from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV
+from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
 from cellprompt.sandbox.service.numba_seed import SEED_ENV, SEED_INSIDE
 
 INSIDE_PARENT = "/opt/cellprompt"  # the service package appears at /opt/cellprompt/service
 INSIDE_RUN = "/run/cellprompt"
 SANDBOX_UID = 1000
+SERVICE_PIDS = 48  # of the sandbox's pids limit, kept for the service's own threads
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives",
              "/etc/ssl/certs", "/etc/fonts")
@@ -233,7 +234,8 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
         args += ["--setenv", key, value]
     # joblib cannot count physical cores without /sys/devices; tell it what it may use
     args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
-             "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0"]
+             "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0",
+             "--setenv", AGENT_NPROC_ENV, str(max(16, spec.pids - SERVICE_PIDS))]
     args += ["--", str(python), "-m", "service", "--listen-fd", str(listen_fd),
              "--token-fd", str(token_fd), "--workspace", "/workspace", "--scratch", "/tmp"]
     return args

@@ -55,6 +55,7 @@ from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
 from cellprompt.sandbox.limits import parse_memory
 from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid, write_token
 from cellprompt.sandbox.seccomp import docker_profile
+from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -472,6 +473,18 @@ def tmpfs_mounts(memory: int, user: str) -> dict[str, str]:
             "/tmp": f"rw,nosuid,nodev,exec,size={memory},mode=1777"}
 
 
+def container_env(spec: SandboxSpec) -> dict[str, str]:
+    """Variables for the service and the kernel launcher.
+
+    Agent code runs at nice 19 (the container has a CPU quota of its own, so this only
+    keeps the service ahead of a fork bomb). No RLIMIT_NPROC (the variable is left empty):
+    without a user namespace it would count every host process of the uid, not the
+    sandbox's; the container's pids cgroup is the limit.
+    """
+    return {"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus))), AGENT_NICE_ENV: "19",
+            AGENT_NPROC_ENV: ""}
+
+
 def security_options() -> list[str]:
     """cellprompt's seccomp filter in place of Docker's default, and no-new-privileges."""
     return ["seccomp=" + json.dumps(docker_profile(), separators=(",", ":")),
@@ -556,7 +569,7 @@ class DockerBackend(Backend):
                 labels=_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
                 tmpfs=tmpfs_mounts(memory, user), volumes=volumes, working_dir="/opt/cellprompt",
-                environment={"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus)))},
+                environment=container_env(spec),
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(spec.cpus * 1e9),
                 pids_limit=spec.pids, cap_drop=["ALL"], security_opt=security_options(),
                 init=True, ipc_mode="private", log_config={"type": "json-file",

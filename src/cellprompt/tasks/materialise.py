@@ -91,7 +91,9 @@ def _cache_key(source: Path, task: Task) -> str:
     st = source.stat()
     ident = {"source": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
              "withhold": task.withhold.model_dump(), "seal": task.seal.model_dump(),
-             "truth": task.truth.model_dump() if task.truth else None, "format": FORMAT_VERSION}
+             "truth": task.truth.model_dump() if task.truth else None,
+             "recipe": truths.fingerprint(task.truth.recipe) if task.truth else None,
+             "format": FORMAT_VERSION}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -10,7 +10,8 @@ AnswerType = Literal["number", "integer", "string", "boolean", "list[string]", "
                      "dict", "file"]
 TaskKind = Literal["sealed", "open"]  # sealed: graders and truth; open: an analysis the judge grades
 Category = Literal["qc", "normalization", "dimensionality_reduction", "clustering", "cell_typing",
-                   "differential_expression", "marker_genes", "trajectory", "cell_cycle", "other"]
+                   "differential_expression", "marker_genes", "trajectory", "cell_cycle", "doublets",
+                   "batch_integration", "composition", "other"]
 
 
 class _Strict(BaseModel):
@@ -81,6 +82,8 @@ class TaskLimits(_Strict):
     max_turns: int = 20
     wall_time_s: float = 900.0
     execution_timeout_s: float = 300.0
+    # the sandbox memory the analysis needs (e.g. "16g"); a smaller limit is refused up front
+    memory: str | None = Field(default=None, pattern=r"^\s*[0-9]*\.?[0-9]+\s*[bkmgtBKMGT]?[iI]?[bB]?\s*$")
 
 
 class TaskMetadata(_Strict):

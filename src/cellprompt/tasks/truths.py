@@ -50,6 +50,14 @@ def get_recipe(name: str) -> Recipe:
     return _RECIPES[name]
 
 
+def fingerprint(name: str) -> str:
+    """A hash of the recipe's code: editing a recipe invalidates the copies made with it."""
+    import hashlib
+    import inspect
+
+    return hashlib.sha256(inspect.getsource(get_recipe(name).fn).encode()).hexdigest()[:12]
+
+
 def provides(name: str, params: dict[str, Any]) -> dict[str, list[str]]:
     return get_recipe(name).provides(params)
 
@@ -169,8 +177,8 @@ def _markers_consensus(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Par
 
     Each of Wilcoxon, t-test (Welch) and logistic regression ranks the genes; a gene is a
     marker when it is in the top `top_n` of at least `min_methods` of them and is up in the
-    group (higher mean log-normalised expression). `markers_up` is every up-regulated gene
-    with an adjusted Wilcoxon p < 0.05: the pool any marker list must be drawn from.
+    group (higher mean log-normalised expression). `markers_up` is every gene with a
+    positive fold change: a marker list must not contain a down-regulated gene.
     """
     import scanpy as sc
 
@@ -183,20 +191,23 @@ def _markers_consensus(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Par
     top_n, votes = p.get("top_n", 25), {}
     rankings: dict[str, list[str]] = {}
     for method in ("wilcoxon", "t-test", "logreg"):
-        # logreg fits every group at once (it refuses a single group against the rest)
-        kw: dict[str, Any] = ({"max_iter": 1000} if method == "logreg"
-                              else {"groups": ["g"], "reference": "rest"})
-        sc.tl.rank_genes_groups(lognorm, "_g", method=method, key_added=method, **kw)
-        names = [str(n) for n in lognorm.uns[method]["names"]["g"]]
+        if method == "logreg":  # one multinomial fit over every label (binary fits flip sign)
+            lognorm.obs["_all"] = adata.obs[p["groupby"]].astype(str).astype("category").values
+            sc.tl.rank_genes_groups(lognorm, "_all", method="logreg", key_added=method,
+                                    max_iter=1000)
+            names = [str(n) for n in lognorm.uns[method]["names"][p["group"]]]
+        else:
+            sc.tl.rank_genes_groups(lognorm, "_g", groups=["g"], reference="rest",
+                                    method=method, key_added=method)
+            names = [str(n) for n in lognorm.uns[method]["names"]["g"]]
         rankings[method] = names
         for g in names[:top_n]:
             votes[g] = votes.get(g, 0) + 1
     idx = {g: i for i, g in enumerate(lognorm.var_names)}
-    wil = sc.get.rank_genes_groups_df(lognorm, group="g", key="wilcoxon")
-    pool = [str(g) for g, q in zip(wil["names"], wil["pvals_adj"], strict=True)
-            if q < 0.05 and up[idx[str(g)]]]
-    consensus = [g for g in rankings["wilcoxon"] if votes.get(g, 0) >= p.get("min_methods", 2)
-                 and up[idx[g]]]
+    pool = [str(g) for g in lognorm.var_names if up[idx[str(g)]]]
+    consensus = [g for g in dict.fromkeys([*rankings["wilcoxon"], *rankings["t-test"],
+                                           *rankings["logreg"]])
+                 if votes.get(g, 0) >= p.get("min_methods", 2) and up[idx[g]]]
     return {"computed": {"markers": consensus, "markers_up": pool}}
 
 
@@ -221,8 +232,3 @@ def _simulation_time(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Parts
     return {"obs": {"sim_time": {c: int(o % steps) for c, o in zip(cells, origin, strict=True)},
                     "branch": {c: int(o // steps) for c, o in zip(cells, origin, strict=True)}}}
 
-
-def require_frame(adata: Any, column: str) -> pd.Series:
-    if column not in adata.obs:
-        raise TaskError(f"truth recipe needs obs column {column!r}, which the dataset lacks")
-    return adata.obs[column]

@@ -57,9 +57,8 @@ def ambient(seed: int, cells: int = 1500, genes: int = 1000, types: int = 5, emp
     top = np.argsort(-soup)[:20]
     truth = {
         "types": pop.types, "markers": pop.markers, "fragile_type": pop.types[fragile],
-        "contamination": {"mean_contamination": float(contamination.mean()),
-                          "median_contamination": float(np.median(contamination))},
-        "counts": {"n_cells": cells, "n_empty": empty},
+        "contamination": {"mean_contamination": float(contamination.mean())},
+        "cell_count": {"n_cells": cells},
         "soup_top_genes": [pop.genes[g] for g in top],
     }
     obs = {"droplet": droplet[shuffle], "contamination": rho_col[shuffle],

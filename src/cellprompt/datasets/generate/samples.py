@@ -51,7 +51,7 @@ def batches(seed: int, cells: int = 2400, genes: int = 1200, batches: int = 3, t
     names = np.array(pop.types)[labels]
     truth = {"types": pop.types, "markers": pop.markers, "types_per_batch": present,
              "batch_specific": [pop.types[-1]] if specific and types > 2 else [],
-             "counts": {"n_types": types, "n_batches": batches}}
+             "population_count": {"n_clusters": types}}
     obs = {"batch": np.array([f"batch{b + 1}" for b in batch]), "cell_type": names}
     uns = {"marker_genes": pop.table(), "truth": truth}
     return build(counts, pop.genes, obs, uns=uns, truth_obs=["cell_type"],
@@ -109,12 +109,12 @@ def conditions(seed: int, cells: int = 3000, genes: int = 1000, types: int = 5,
         "types": pop.types, "markers": pop.markers,
         "expanded": [str(names[up])], "depleted": [str(names[down])],
         "log2fc_proportion": log2fc,
-        "composition": {"log2fc_expanded": log2fc[str(names[up])],
-                        "log2fc_depleted": log2fc[str(names[down])]},
+        "expanded_fc": {"log2fc_expanded": log2fc[str(names[up])]},
+        "depleted_fc": {"log2fc_depleted": log2fc[str(names[down])]},
         "responder": str(names[responder]),
         "de_up": [pop.genes[g] for g in de[:n_de]], "de_down": [pop.genes[g] for g in de[n_de:]],
         "de_genes": sorted(pop.genes[g] for g in de),
-        "counts": {"n_de_genes": 2 * n_de, "n_de_up": n_de, "n_de_down": n_de},
+        "de_count": {"n_de_genes": 2 * n_de},
     }
     ids = [f"S{i + 1}" for i in rng.permutation(n_samples)]  # ids do not encode the condition
     obs = {"sample": np.array(ids)[sample], "condition": np.where(treated, "treated", "control"),

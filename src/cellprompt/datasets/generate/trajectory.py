@@ -66,7 +66,7 @@ def trajectory(seed: int, cells: int = 1500, genes: int = 600, branches: int = 2
         "branches": list(letters), "split_time": SPLIT,
         "terminal_genes": {b: programme_genes[f"{b}_end"] for b in letters},
         "transient_genes": {b: programme_genes[f"{b}_mid"] for b in letters},
-        "counts": {"n_branches": branches, "n_terminal_states": branches},
+        "lineage_count": {"n_lineages": branches},
     }
     uns = {"progenitor_markers": sorted(programme_genes["early"]), "truth": truth}
     return build(counts, names, {"sim_time": t, "branch": branch, "lineage": committed}, uns=uns,

@@ -17,6 +17,7 @@ import queue
 import signal
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ class KernelRunner:
         self._kc: AsyncKernelClient | None = None
         self._ready: asyncio.Task[None] | None = None
         self._interrupts_sent = 0  # their replies wait on the control channel until drained
+        # one thread, started now, for killing what a kernel left behind: when a fork bomb
+        # has used up the sandbox's pids, no new thread could be started then
+        self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
+        self._reaper.submit(lambda: None).result()
 
     async def start(self) -> None:
         """Launch the kernel (unless already launched); readiness is awaited lazily."""
@@ -112,27 +117,38 @@ class KernelRunner:
     async def restart(self, wait: bool = True) -> None:
         """A fresh kernel, and nothing left of anything the old one started.
 
-        With `wait=False` only the launch is awaited: a reply about a dead or stuck
-        kernel goes out at once, and the next cell waits for the new kernel instead.
+        Killing the old kernel and all it forked, emptying /tmp and launching the new
+        kernel run in the background (`_ready`, the killing in a thread): with
+        `wait=False` a reply about a dead or stuck kernel goes out at once, even while a
+        fork bomb is still being put down, and the next call waits for the new kernel.
         """
         self.state = "restarting"
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
         old_kp, old_kc = self._kp, self._kc
         self._kp, self._kc = None, None
+        self._ready = asyncio.create_task(self._replace(old_kp, old_kc))
+        if wait:
+            await self.ready()
+
+    async def _replace(self, old_kp: KernelProcess | None,
+                       old_kc: AsyncKernelClient | None) -> None:
         if old_kc is not None:
             with contextlib.suppress(Exception):
                 old_kc.stop_channels()
+        await asyncio.get_running_loop().run_in_executor(self._reaper, self._clear, old_kp)
+        self._kp = KernelProcess(self._private, self.workspace)
+        self.state = "starting"
+        await self._connect(self._kp)
+        log.info("kernel restarted")
+
+    def _clear(self, old_kp: KernelProcess | None) -> None:
         if old_kp is not None:
             old_kp.kill()
         procs.kill_descendants()
         if self.scratch is not None:  # nothing of the old kernel's /tmp survives it
             procs.empty_folder(self.scratch, keep=self._private)
             seed_cache()
-        await self.start()
-        if wait:
-            await self.ready()
-        log.info("kernel restarted")
 
     async def interrupt(self) -> None:
         if self._kc is not None and self.state == "ready":
@@ -140,6 +156,8 @@ class KernelRunner:
             self._interrupts_sent += 1
 
     async def shutdown(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
         if self._kc is not None:
             with contextlib.suppress(Exception):
                 self._kc.stop_channels()

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sys
 
 FLUSH_AT = 1 << 20
 AGENT_NICE_ENV = "CELLPROMPT_AGENT_NICE"
+AGENT_NPROC_ENV = "CELLPROMPT_AGENT_NPROC"  # processes agent code may have (the service keeps
+# the rest of the sandbox's pids, so a fork bomb never leaves it unable to start a thread)
 
 
 def _bound_output_buffers() -> None:
@@ -50,6 +53,9 @@ if __name__ == "__main__":
     # backend sets AGENT_NICE_ENV to 0: nice 19 would let any host process starve agent code.
     with contextlib.suppress(OSError, ValueError):
         os.nice(int(os.environ.pop(AGENT_NICE_ENV, "19")))
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        nproc = int(os.environ.pop(AGENT_NPROC_ENV))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     if sys.path and sys.path[0].endswith("service"):
         del sys.path[0]  # agent code must not import the service's modules by accident
     _bound_output_buffers()

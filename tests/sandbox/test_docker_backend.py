@@ -98,8 +98,17 @@ def test_limits_and_lockdown_as_inspected(engine: docker.DockerClient,
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/data/tiny.h5ad"]["RW"] is False
     assert mounts["/data/tiny.h5ad"]["Source"] == str(dataset.resolve())
-    assert mounts["/workspace"]["RW"] is True
-    assert Path(mounts["/workspace"]["Source"]) == sandbox.workspace
+    assert "/workspace" not in mounts  # no host folder: a tmpfs inside the container
+    workspace = host["Tmpfs"]["/workspace"].split(",")
+    assert {"nosuid", "nodev", f"size={parse_memory('1g') // 2}"} <= set(workspace)
+    assert {"nosuid", "nodev"} <= set(host["Tmpfs"]["/tmp"].split(","))
+    assert mounts[db.RUN_IN]["RW"] is True and Path(mounts[db.RUN_IN]["Source"]).parent \
+        == state.sandbox_dir(sandbox.id)
+    seccomp = next(o for o in host["SecurityOpt"] if o.startswith("seccomp="))
+    profile = json.loads(seccomp.removeprefix("seccomp="))
+    denied = {n for rule in profile["syscalls"] for n in rule["names"]}
+    assert {"ptrace", "keyctl", "bpf", "perf_event_open", "unshare", "setns", "mount",
+            "kexec_load", "init_module", "chmod", "fchmodat"} <= denied
     assert attrs["Config"]["User"] not in ("", "0", "root", "0:0")
     env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
     assert not any(k.endswith(("_KEY", "_TOKEN", "_SECRET")) for k in env)
@@ -123,6 +132,27 @@ def test_inside_no_root_no_caps_no_network_read_only(sandbox: HttpSandbox) -> No
     """)
     uid = 1000 if os.getuid() == 0 else os.getuid()  # the image's user, or ours when not root
     assert out.split("\n")[-1] == (f"{uid} 0 1 ['lo'] False False False True True b'not real'")
+
+
+def test_service_is_pinned_to_the_containers_init_child(engine: docker.DockerClient,
+                                                       sandbox: HttpSandbox) -> None:
+    """The peer every connection must have is the service: a direct child of docker-init."""
+    import psutil
+
+    peer = sandbox.launched.endpoint.peer_pid
+    assert peer is not None
+    init = _container(engine, sandbox).attrs["State"]["Pid"]
+    assert psutil.Process(peer).ppid() == init
+    assert "service" in psutil.Process(peer).cmdline()
+    assert state.read_record(sandbox.id).peer_pid == peer  # for `sandbox exec` and reattach
+
+
+def test_oom_kills_reads_the_containers_memory_cgroup(sandbox: HttpSandbox) -> None:
+    before = sandbox.launched.oom_kills()
+    assert isinstance(before, int)
+    r = sandbox.execute("x = b'\\x01' * (3 * 1024**3)", timeout=60)
+    assert r.final_status == "died", r.text()
+    assert sandbox.launched.oom_kills() == before + 1
 
 
 def test_dataset_is_bound_not_copied(sandbox: HttpSandbox, dataset: Path) -> None:
@@ -166,7 +196,7 @@ def test_parallel_sandboxes_get_unique_containers(engine: docker.DockerClient) -
 def test_close_removes_container_and_folders(engine: docker.DockerClient) -> None:
     sb = open_sandbox("docker", memory="512m", cpus=0.5)
     name, folder = _container(engine, sb).name, state.sandbox_dir(sb.id)
-    (sb.workspace / "left.txt").write_text("x")
+    sb.write_file("left.txt", b"x")
     sb.close()
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(name)

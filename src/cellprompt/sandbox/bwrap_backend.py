@@ -148,6 +148,9 @@ def _runtime_binds(python: Path, plan: LaunchPlan) -> list[str]:
             args += ["--ro-bind", d, d]
     for f in ETC_FILES:
         args += ["--ro-bind-try", f, f]
+    # the CPU topology, read-only (its few writable files need host root): joblib/loky and
+    # numba count cores from it, and without it warn in every trial
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     prefixes = {python.absolute().parent.parent, python.resolve().parent.parent}
     if python.absolute() == Path(sys.executable).absolute():
         prefixes |= {Path(sys.base_prefix).resolve(), Path(sys.prefix)}

@@ -22,6 +22,7 @@ from typing import Any
 from service.numba_seed import SEED_ENV
 
 LAUNCHER = Path(__file__).with_name("kernel_launcher.py")
+QUIET_WARNINGS = ("Could not find the number of physical cores", "IProgress not found")
 
 
 def kernel_env() -> dict[str, str]:
@@ -29,6 +30,9 @@ def kernel_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", SEED_ENV) and "TOKEN" not in k.upper()}
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # noise every trial would show the agent, about the sandbox rather than its analysis:
+    # loky cannot count physical cores without /sys, tqdm finds no ipywidgets
+    env.setdefault("PYTHONWARNINGS", ",".join(f"ignore:{m}:Warning" for m in QUIET_WARNINGS))
     env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when the service is gone
     return env
 

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     census_mirrors_url: str | None = None
     census_mirror: str | None = None  # a mirror name from mirrors.json (default: its "default")
     census_h5ads_uri: str | None = None  # source .h5ad folder, with census_uri or to override
+    census_connect_timeout_s: float = 10.0  # every Census request: connection
+    census_read_timeout_s: float = 60.0  # every Census request: silence before giving up
 
     openai_base_url: str | None = None
     llm_timeout_s: float = 120.0

@@ -79,7 +79,9 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
     `agent` replaces the loop that plays the trial (`cellprompt mcp serve` passes its MCP
     server); by default the model's own: the built-in loop, or an `agent:` command's.
     """
+    from cellprompt.config import get_settings
     from cellprompt.datasets import describe
+    from cellprompt.datasets.footprint import check_fits
     from cellprompt.grading import grade
     from cellprompt.llm import make_model
     from cellprompt.tasks import load_task, materialise
@@ -91,6 +93,8 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         task = load_task(spec.task_ref)
         mat = materialise(task)
         mount = mat.mount()
+        check_fits(mat.agent_dataset, get_settings().sandbox_memory, declared=task.limits.memory,
+                   name=mat.mount_name)  # a dataset that cannot fit fails now, in one line
         is_open = task.kind == "open"
         description = describe(mat.agent_dataset).as_text(mat.dataset.name)
         record.first_message = (open_first_message(task, description) if is_open

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cellprompt.cli.console import ask, err, out
 from cellprompt.errors import UsageError
+from cellprompt.runs.executors import Executor, make_executor
 
 if TYPE_CHECKING:
     from cellprompt.evolve.folder import EvolutionFolder
@@ -70,6 +71,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         out_dir: Path | None = typer.Option(None, "--out", help="Folder of outputs (default outputs/)."),
         resume: str | None = typer.Option(None, "--resume", help="Evolution id or folder to continue."),
+        executor_name: str = typer.Option("local", "--executor", help="local (threads) | ray (a cluster)."),
+        ray_address: str | None = typer.Option(
+            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT (default: local)."
+        ),
     ) -> None:
         """Evolve a system prompt (iterative or GEPA) with honest train / validation / test splits."""
         from cellprompt.config import get_settings
@@ -78,6 +83,7 @@ def register(app: typer.Typer) -> None:
 
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
+        executor = make_executor(executor_name, parallel=parallel, address=ray_address)
         if resume:
             if objective or prompt or task or model or dataset:
                 raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model: the "
@@ -149,7 +155,7 @@ def register(app: typer.Typer) -> None:
                 priced = budget_for_iterations(config, iterations)
                 config = config.model_copy(update={"budget_trials": priced})
             folder = start_evolution(config, outputs)
-        _run(folder)
+        _run(folder, executor)
 
 
 def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets: list[str], val: list[str],
@@ -202,7 +208,7 @@ def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets:
     return folder
 
 
-def _run(folder: EvolutionFolder) -> None:
+def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
     from cellprompt.evolve import EvolveEvent, plan_budget, run_evolution
     from cellprompt.evolve.runner_evaluator import RunnerEvaluator, make_judge
     from cellprompt.llm import make_model
@@ -219,6 +225,7 @@ def _run(folder: EvolutionFolder) -> None:
         base_url=config.base_url,
         sandbox_backend=config.sandbox_backend,
         parallel=config.parallel,
+        executor=executor,
     )
     reflection = make_model(config.reflection_model, base_url=config.base_url)
     judge = (

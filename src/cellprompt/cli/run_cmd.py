@@ -17,6 +17,7 @@ from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_p
 from cellprompt.cli.console import ask, err, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
+from cellprompt.runs.executors import Executor, make_executor
 from cellprompt.runs.plan import load_prompts
 from cellprompt.runs.runner import RunProgress, create_run, load_specs, plan_trials, run
 from cellprompt.runs.schema import Limits, TrialRecord
@@ -30,7 +31,7 @@ def progress_bar(measure: str = "pass") -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)
 
 
-def execute_run(store: RunStore, specs: list, parallel: int) -> RunProgress:
+def execute_run(store: RunStore, specs: list, parallel: int, executor: Executor | None = None) -> RunProgress:
     """Run with a live bar; Ctrl-C keeps finished trials and says how to resume."""
     is_open = any(s.task_kind == "open" for s in specs)
     with progress_bar("reported" if is_open else "pass") as bar:
@@ -45,7 +46,7 @@ def execute_run(store: RunStore, specs: list, parallel: int) -> RunProgress:
             bar.update(bar_id, completed=progress.done, pass_rate=rate, cost=progress.cost_usd)
 
         try:
-            return run(specs, store, parallel=parallel, on_trial=on_trial)
+            return run(specs, store, parallel=parallel, executor=executor, on_trial=on_trial)
         except KeyboardInterrupt:
             bar.stop()
             kept = len(store.trials())
@@ -99,6 +100,10 @@ def register(app: typer.Typer) -> None:
         no_judge: bool = typer.Option(False, "--no-judge", help="Do not judge open analyses now."),
         out_dir: Path | None = typer.Option(None, "--out", help="Folder of runs (default outputs/)."),
         resume: str | None = typer.Option(None, "--resume", help="Run id or folder to finish."),
+        executor_name: str = typer.Option("local", "--executor", help="local (threads) | ray (a cluster)."),
+        ray_address: str | None = typer.Option(
+            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT (default: local)."
+        ),
     ) -> None:
         """Run prompts × tasks (or datasets) × models × replicates, each trial in a fresh sandbox.
 
@@ -107,6 +112,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
         judge_cfg: dict | None = None
+        executor = make_executor(executor_name, parallel=parallel, address=ray_address)
         if resume:
             if prompt or task or model or dataset:
                 raise UsageError("--resume takes no --prompt/--task/--dataset/--model: the run folder "
@@ -157,7 +163,7 @@ def register(app: typer.Typer) -> None:
                           "judge": judge_cfg}
                 store = create_run(outputs, specs, command=command, config=config)
         out.print(f"run [bold]{store.run_id}[/]: {len(specs)} trial(s) → {store.path}")
-        execute_run(store, specs, parallel)
+        execute_run(store, specs, parallel, executor)
         if any(s.task_kind == "open" for s in specs):
             from cellprompt.cli.open_results import finish_open_run
 

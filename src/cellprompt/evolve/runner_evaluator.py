@@ -13,6 +13,7 @@ from cellprompt.evolve.evaluator import Judge
 from cellprompt.evolve.folder import text_id
 from cellprompt.evolve.leaks import Fact, dataset_facts, grader_facts
 from cellprompt.llm.base import ChatModel
+from cellprompt.runs.executors import Executor
 from cellprompt.runs.schema import Evaluation, Limits, TrialRecord
 from cellprompt.runs.store import RunStore
 from cellprompt.tasks import Task, load_task
@@ -31,6 +32,7 @@ class RunnerEvaluator:
         sandbox_backend: str = "auto",
         parallel: int = 1,
         on_trial: Callable[[TrialRecord], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         from cellprompt.runs.runner import create_run
 
@@ -40,6 +42,7 @@ class RunnerEvaluator:
         self.sandbox_backend = sandbox_backend
         self.parallel = parallel
         self.on_trial = on_trial
+        self.executor = executor  # None: the local thread pool; a RayExecutor spreads candidates
         if (run_dir / "run.json").exists():
             self.store = RunStore.open(run_dir)
         else:
@@ -87,7 +90,7 @@ class RunnerEvaluator:
         )
         specs = [s for s in specs if s.replicate >= first_replicate]
         callback = (lambda record, _progress: self.on_trial(record)) if self.on_trial else None  # type: ignore[misc]
-        progress = run(specs, self.store, parallel=self.parallel, on_trial=callback)
+        progress = run(specs, self.store, parallel=self.parallel, executor=self.executor, on_trial=callback)
         by_id = {r.trial_id: r for r in progress.records}
         if any(s.trial_id not in by_id for s in specs):
             by_id.update({r.trial_id: r for r in self.store.trials()})

@@ -1,4 +1,4 @@
-"""How trials are dispatched. Only a local thread pool today; a Ray executor fits the same shape.
+"""How trials are dispatched: a local thread pool (the default), or Ray (`ray_executor.py`).
 
 Trials spend their time waiting on model APIs and on kernels in other processes,
 so threads give real parallelism here without pickling anything.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from cellprompt.runs.schema import TrialRecord, TrialSpec
 
@@ -25,6 +26,37 @@ class Executor(Protocol):
 
     def run(self, fn: TrialFn, specs: Iterable[TrialSpec],
             stop: threading.Event) -> Iterator[TrialRecord]: ...
+
+
+@runtime_checkable
+class RemoteExecutor(Protocol):
+    """An executor whose trials run in other processes or machines, each opening its own sandbox.
+
+    The runner hands it the specs and the run folder rather than a trial function:
+    sandboxes cannot travel, and artifacts must come back into `run_dir` before a
+    record is yielded (the runner appends it).
+    """
+
+    def run_trials(self, specs: Iterable[TrialSpec], run_dir: Path,
+                   stop: threading.Event) -> Iterator[TrialRecord]: ...
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(name: str = "local", *, parallel: int = 1, address: str | None = None) -> Executor:
+    """`--executor NAME`: `local` (threads) or `ray` (a cluster at `address`, or a local one)."""
+    from cellprompt.errors import UsageError
+
+    if name == "local":
+        if address:
+            raise UsageError("--ray-address goes with --executor ray")
+        return LocalExecutor(parallel)
+    if name == "ray":
+        from cellprompt.runs.ray_executor import RayExecutor
+
+        return RayExecutor(address=address, parallel=parallel)
+    raise UsageError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
 
 
 class LocalExecutor:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cellprompt import __version__
 from cellprompt.errors import CellpromptError, RunError
-from cellprompt.runs.executors import Executor, LocalExecutor
+from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor
 from cellprompt.runs.plan import plan_trials
 from cellprompt.runs.pools import Key, PrelaunchedSandboxes
 from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec
@@ -144,10 +144,12 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
                            skipped=len(specs) - len(todo))
     executor = executor or LocalExecutor(parallel)
     stop = threading.Event()
-    pools = PrelaunchedSandboxes(_sandbox_keys(todo), parallel) if provider is None else None
+    remote = isinstance(executor, RemoteExecutor) and provider is None  # trials open their own sandboxes
+    pools = PrelaunchedSandboxes(_sandbox_keys(todo), parallel) if provider is None and not remote else None
     tracked = _Tracked(provider or pools)  # type: ignore[arg-type]
     store.mark("running")
-    records = executor.run(lambda s: _safe_trial(s, store.path, tracked, stop), todo, stop)
+    records = (executor.run_trials(todo, store.path, stop) if remote  # type: ignore[union-attr]
+               else executor.run(lambda s: _safe_trial(s, store.path, tracked, stop), todo, stop))
     try:
         for record in records:
             store.append_trial(record)

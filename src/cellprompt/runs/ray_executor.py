@@ -1,0 +1,225 @@
+"""Trials as Ray tasks: a run spread over a cluster, streamed back into the driver's run folder.
+
+Each trial is one Ray task asking for the CPUs and memory of its sandbox, so Ray
+packs trials onto nodes; the worker opens its own sandbox (whichever backend the
+node has), and the record comes back to the driver, which alone appends to
+`trials.jsonl`. A worker that dies mid-trial has its trial re-run by Ray (at
+most `MAX_TRIAL_RETRIES` times); a driver that dies loses only unfinished
+trials, which `--resume` runs again. Ray is imported only when this executor
+starts, so it stays an optional extra.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from cellprompt.errors import RunError, UsageError
+from cellprompt.runs.executors import TrialFn
+from cellprompt.runs.schema import TrialRecord, TrialSpec
+
+MAX_TRIAL_RETRIES = 2  # re-runs of a trial whose worker or node died
+PREFLIGHT_TIMEOUT_S = 600.0  # a loaded node may take minutes to start a worker
+POLL_S = 0.5  # how often a waiting driver looks at its stop event
+NAMESPACE = "cellprompt"
+TASK_NAME_PREFIX = "cellprompt-trial:"  # Ray names the worker process `ray::<task name>`
+INSTALL_HINT = "the ray executor needs Ray: pip install 'cellprompt[ray]'"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at `address` (`auto`, `ray://host:port`, `host:port`), or start a local one.
+
+    A local cluster listens on loopback only, with no dashboard and no usage reporting.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for 127.0.0.1
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    import logging
+
+    try:
+        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {address}" if address else "on this machine"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"cannot start or reach the Ray cluster {where}: {first}") from None
+    return ray
+
+
+def trial_resources() -> dict[str, float]:
+    """What one trial asks of a node: its sandbox's CPUs and memory limit."""
+    from cellprompt.config import get_settings
+    from cellprompt.sandbox.limits import parse_memory
+
+    settings = get_settings()
+    return {"num_cpus": float(settings.sandbox_cpus), "memory": float(parse_memory(settings.sandbox_memory))}
+
+
+def _slots(nodes: list[dict], need: dict[str, float]) -> int:
+    """How many trials fit at once on the alive nodes (0: none fits anywhere)."""
+    total = 0
+    for node in nodes:
+        have = node.get("Resources", {})
+        fits = [have.get("CPU", 0.0) / need["num_cpus"] if need["num_cpus"] else math.inf,
+                have.get("memory", 0.0) / need["memory"] if need["memory"] else math.inf]
+        total += int(min(fits)) if min(fits) != math.inf else 1
+    return total
+
+
+class RayExecutor:
+    """Runs trials on a Ray cluster; see the module docstring. `parallel` > 1 caps trials in flight."""
+
+    def __init__(self, address: str | None = None, parallel: int = 1,
+                 max_retries: int = MAX_TRIAL_RETRIES) -> None:
+        self.address = address
+        self.parallel = max(1, parallel)
+        self.max_retries = max_retries
+        self._checked: set[str] = set()  # backends whose nodes passed preflight
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _start(self, backends: Iterable[str]) -> tuple[Any, int]:
+        """Connect, and refuse a cluster some node of which cannot run trials; returns (ray, window)."""
+        from cellprompt import __version__
+        from cellprompt.runs.ray_worker import node_check, settings_env
+
+        ray = connect(self.address)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        need = trial_resources()
+        slots = _slots(nodes, need)
+        if slots == 0:
+            gib = need["memory"] / 2**30
+            raise UsageError(f"no Ray node has the {need['num_cpus']:g} CPU(s) and {gib:.1f} GiB a trial "
+                             "asks for: lower CELLPROMPT_SANDBOX_CPUS / CELLPROMPT_SANDBOX_MEMORY or add "
+                             "a larger node")
+        todo = sorted(set(backends) - self._checked)
+        if todo:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            check = ray.remote(node_check)
+            env = {**settings_env(), "CELLPROMPT_VERSION": __version__}
+            refs = {n["NodeManagerAddress"] + " (" + n["NodeID"][:8] + ")": check.options(
+                num_cpus=0, max_retries=1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+            ).remote(todo, env) for n in nodes}
+            ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PREFLIGHT_TIMEOUT_S)
+            for name, ref in refs.items():
+                if ref not in ready:
+                    raise RunError(f"Ray node {name} did not answer the preflight check in "
+                                   f"{PREFLIGHT_TIMEOUT_S:.0f} s: is it overloaded or unreachable?")
+                reason = ray.get(ref)
+                if reason:
+                    raise RunError(f"Ray node {name} cannot run trials: {reason}; fix the node or take "
+                                   "it out of the cluster")
+            self._checked.update(todo)
+        window = self.parallel if self.parallel > 1 else slots
+        return ray, max(1, window)
+
+    # -- the two entry points -------------------------------------------------------------
+
+    def run(self, fn: TrialFn, specs: Iterable[TrialSpec], stop: threading.Event) -> Iterator[TrialRecord]:
+        """The `Executor` protocol: `fn` (picklable) runs on workers; its exceptions reach the caller."""
+        ray, window = self._start([])
+        remote = ray.remote(_call)
+        shipped = ray.put(fn)
+
+        def submit(spec: TrialSpec) -> Any:
+            return remote.options(name=TASK_NAME_PREFIX + spec.trial_id, max_retries=self.max_retries,
+                                  **trial_resources()).remote(shipped, spec)
+
+        with closing(self._stream(ray, submit, specs, stop, window)) as stream:
+            for _spec, result in stream:
+                yield result
+
+    def run_trials(self, specs: Iterable[TrialSpec], run_dir: Path,
+                   stop: threading.Event) -> Iterator[TrialRecord]:
+        """Trials on the cluster into `run_dir`: artifacts unpacked there before each record is yielded."""
+        from cellprompt.runs.ray_worker import node_trial, settings_env, unpack
+        from cellprompt.runs.staging import plan_staging
+
+        specs = list(specs)
+        if not specs:
+            return
+        ray, window = self._start({s.sandbox_backend for s in specs})
+        bundles = plan_staging(specs, ray.put)
+        env = settings_env()
+        remote = ray.remote(node_trial)
+
+        def submit(spec: TrialSpec) -> Any:
+            return remote.options(name=TASK_NAME_PREFIX + spec.trial_id, max_retries=self.max_retries,
+                                  retry_exceptions=False, **trial_resources()
+                                  ).remote(spec, bundles.get(spec.task_ref, []), env)
+
+        with closing(self._stream(ray, submit, specs, stop, window, lost=self._lost_record)) as stream:
+            for spec, result in stream:
+                if isinstance(result, TrialRecord):  # the worker died too often: nothing came back
+                    yield result
+                    continue
+                record_json, artifacts = result
+                unpack(artifacts, run_dir / "artifacts" / spec.trial_id)
+                yield TrialRecord.model_validate_json(record_json)
+
+    def _lost_record(self, spec: TrialSpec, exc: Exception) -> TrialRecord:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return TrialRecord(trial_id=spec.trial_id, spec=spec, status="error",
+                           error=f"internal error: the Ray worker running this trial died "
+                                 f"{self.max_retries + 1} times ({type(exc).__name__}: {first})")
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def _stream(self, ray: Any, submit: Callable[[TrialSpec], Any], specs: Iterable[TrialSpec],
+                stop: threading.Event, window: int,
+                lost: Callable[[TrialSpec, Exception], Any] | None = None) -> Iterator[tuple[TrialSpec, Any]]:
+        """Keep `window` trials in flight, yield each result as it ends; cancel the rest on exit."""
+        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+        pending = iter(specs)
+        running: dict[Any, TrialSpec] = {}
+        try:
+            while True:
+                while not stop.is_set() and len(running) < window:
+                    spec = next(pending, None)
+                    if spec is None:
+                        break
+                    running[submit(spec)] = spec
+                if not running:
+                    return
+                done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+                for ref in done:
+                    spec = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except RayTaskError:  # raised by the trial function: also an instance of its cause
+                        raise
+                    except RayError as exc:  # the worker or its node died, more often than retried
+                        if lost is None or isinstance(exc, TaskCancelledError):
+                            raise
+                        result = lost(spec, exc)
+                    yield spec, result
+        finally:
+            for ref in running:  # Ctrl-C, an error, or a consumer that stopped reading
+                try:
+                    ray.cancel(ref, force=False)
+                except Exception:  # a task that just finished cannot be cancelled
+                    continue
+
+
+def _call(fn: TrialFn, spec: TrialSpec) -> TrialRecord:
+    return fn(spec)

@@ -8,7 +8,7 @@ import pytest
 
 from cellprompt.errors import SandboxError
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.runs.ray_cluster"]
 
 
 def require_sandbox_backend(name: str) -> None:

@@ -20,7 +20,7 @@ from cellprompt.datasets import (
     resolve,
     show,
 )
-from cellprompt.datasets.transfer import Timeouts, check_disk_space
+from cellprompt.datasets.transfer import check_disk_space
 from cellprompt.errors import CensusError, DatasetError
 from tests.datasets.fake_census import DATASETS, FakeCensus, cells
 
@@ -378,11 +378,9 @@ def silent_port() -> Iterator[int]:
 def test_stalled_release_directory_times_out(call: str, silent_port: int,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """cellxgene_census' own requests get the read timeout too: one line, well on time."""
-    from cellprompt.datasets import census_release
-
-    monkeypatch.setattr(census_release, "TIMEOUTS", Timeouts(connect=1.0, read=0.5))
     settings = Settings(census_release_directory_url=f"http://127.0.0.1:{silent_port}/r.json",
-                        census_mirrors_url=f"http://127.0.0.1:{silent_port}/m.json")
+                        census_mirrors_url=f"http://127.0.0.1:{silent_port}/m.json",
+                        census_connect_timeout_s=1.0, census_read_timeout_s=0.5)
     started = time.monotonic()
     with pytest.raises(CensusError, match=r"no answer within 0\.5 s") as info:
         if call == "versions":

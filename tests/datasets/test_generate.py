@@ -166,3 +166,21 @@ def test_ambient_soup_is_what_empty_droplets_hold() -> None:
     top = np.argsort(-x[empty].sum(0))[:10]
     assert len(set(np.array(g.adata.var_names)[top]) & set(g.truth["soup_top_genes"])) >= 7
     assert x[empty].sum(1).max() < x[~empty].sum(1).min()
+
+
+def test_builtin_tasks_on_generated_data_withhold_every_truth_key() -> None:
+    """A truth column may reach the agent only when the objective hands it over by name."""
+    from cellprompt.datasets.generate import is_generated
+    from cellprompt.tasks import builtin_tasks
+
+    tasks = [t for t in builtin_tasks() if is_generated(t.dataset)]
+    assert tasks
+    for task in tasks:
+        made = generate(task.dataset)
+        assert "truth" in task.withhold.uns, task.id
+        for col in made.truth_keys.get("obs", []):
+            given = f'obs["{col}"]' in task.objective
+            assert given or col in task.withhold.obs, f"{task.id} leaves obs[{col!r}] to the agent"
+        name = parse_ref(task.dataset).mount_name
+        assert f"/data/{name}.h5ad" in task.objective, task.id
+        assert parse_ref(task.dataset).generator not in name, task.id

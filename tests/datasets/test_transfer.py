@@ -171,7 +171,7 @@ def test_cli_stalled_download_is_one_line(census, env_census: Path, server: File
     from cellprompt.datasets import census as census_module
     from tests.datasets.fake_census import DATASETS
 
-    monkeypatch.setattr(census_module, "TIMEOUTS", FAST)
+    monkeypatch.setenv("CELLPROMPT_CENSUS_READ_TIMEOUT_S", "0.5")
     monkeypatch.setenv("CELLPROMPT_CENSUS_H5ADS_URI", server.url.rsplit("/", 1)[0])
     reset_settings()
     server.plan = ["stall:100000"]

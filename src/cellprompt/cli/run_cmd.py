@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
             None, "--model", "-m", help="provider:name, reference, replay:FILE, agent:COMMAND (docs/mcp.md)"
         ),
         replicates: int = typer.Option(1, "--replicates", "-n", min=1),
+        fresh: bool = typer.Option(False, "--fresh",
+                                   help="Draw generated datasets (gen:…) with a new seed for this run."),
         max_code_executions: int | None = typer.Option(None, "--max-code-executions", min=1),
         max_turns: int | None = typer.Option(None, "--max-turns", min=1),
         max_cost: float | None = typer.Option(None, "--max-cost", help="USD per trial"),
@@ -155,12 +157,15 @@ def register(app: typer.Typer) -> None:
                     judge=judge_cfg, command=command, parallel=parallel)
             else:
                 specs = plan_trials(prompts=prompts, tasks=tasks, models=models, replicates=replicates,
-                                    limits=limits, sandbox_backend=backend, base_url=agent_url)
+                                    limits=limits, sandbox_backend=backend, base_url=agent_url,
+                                    fresh=fresh)
                 if any(s.task_kind == "open" for s in specs) and not no_judge:  # open task files
                     judge_cfg = choose_judge(judge_model, models, judge_samples, judge_base_url)
                 config = {"prompts": list(prompts), "tasks": tasks, "models": models,
                           "replicates": replicates, "limits": limits.model_dump(), "parallel": parallel,
-                          "judge": judge_cfg}
+                          "judge": judge_cfg, "fresh": fresh,
+                          "dataset_seed": next((s.dataset_seed for s in specs
+                                                if s.dataset_seed is not None), None)}
                 store = create_run(outputs, specs, command=command, config=config)
         out.print(f"run [bold]{store.run_id}[/]: {len(specs)} trial(s) → {store.path}")
         execute_run(store, specs, parallel, executor)

@@ -27,11 +27,11 @@ from typing import Any
 from cellprompt.config import Settings, get_settings
 from cellprompt.datasets.census_release import (
     DEFAULT_VERSION,
-    TIMEOUTS,
     Release,
     census_versions,
     open_release,
     probe,
+    timeouts,
 )
 from cellprompt.datasets.files import atomic_write_model
 from cellprompt.datasets.h5ad import check_h5ad
@@ -288,7 +288,7 @@ def download(dataset_id: str, version: str | None = None, to_dir: Path | None = 
         source_uri = str(detail.source_uri)
         probe(source_uri)
         got = fetch(source_uri, dest, region=detail.source_region, progress=progress,
-                    timeouts=TIMEOUTS)
+                    timeouts=timeouts(settings))
         try:
             check_h5ad(dest)
         except DatasetError:

@@ -10,7 +10,7 @@ Census or a local copy (tests build one):
 
 Every network call has a connect and a read timeout: `cellxgene_census` fetches its
 release directory with `requests.get(url)` and no timeout, so while it runs its module
-sees a `requests` that adds one; TileDB's S3 reads get theirs from `_TILEDB_CONFIG`;
+sees a `requests` that adds one; TileDB's S3 reads get theirs from `_tiledb_config`;
 downloads go through `transfer.fetch`. A quick reachability probe makes "no network"
 fail in seconds, and a deadline backs up DNS lookups, which no timeout covers.
 
@@ -25,7 +25,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -40,16 +40,23 @@ T = TypeVar("T")
 DEFAULT_VERSION = "stable"
 PROBE_TIMEOUT_S = 3.0
 DIRECTORY_TIMEOUT_S = 20.0
-# Until settings carry them (requested), the timeouts of every Census request.
-TIMEOUTS = Timeouts()
-# Bounded buffers (the cellxgene_census default is 1 GiB per read) and S3 timeouts.
-_TILEDB_CONFIG: dict[str, Any] = {
-    "py.init_buffer_bytes": 64 << 20,
-    "soma.init_buffer_bytes": 64 << 20,
-    "vfs.s3.connect_timeout_ms": int(TIMEOUTS.connect * 1000),
-    "vfs.s3.request_timeout_ms": int(TIMEOUTS.read * 1000),
-    "vfs.s3.connect_max_tries": 2,
-}
+
+
+def timeouts(settings: Settings) -> Timeouts:
+    """The connect/read timeouts of every Census request (CELLPROMPT_CENSUS_*_TIMEOUT_S)."""
+    return Timeouts(connect=settings.census_connect_timeout_s, read=settings.census_read_timeout_s)
+
+
+def _tiledb_config(settings: Settings) -> dict[str, Any]:
+    """Bounded buffers (the cellxgene_census default is 1 GiB per read) and S3 timeouts."""
+    t = timeouts(settings)
+    return {
+        "py.init_buffer_bytes": 64 << 20,
+        "soma.init_buffer_bytes": 64 << 20,
+        "vfs.s3.connect_timeout_ms": int(t.connect * 1000),
+        "vfs.s3.request_timeout_ms": int(t.read * 1000),
+        "vfs.s3.connect_max_tries": 2,
+    }
 
 
 # ---------------------------------------------------------------- configuration and errors
@@ -131,7 +138,7 @@ def _configured(settings: Settings) -> Iterator[None]:
 
     saved = (rd.CELL_CENSUS_RELEASE_DIRECTORY_URL, rd.CELL_CENSUS_MIRRORS_DIRECTORY_URL)
     saved_requests = rd.requests
-    rd.requests = _TimedRequests(TIMEOUTS)  # type: ignore[assignment]
+    rd.requests = _TimedRequests(timeouts(settings))  # type: ignore[assignment]
     logger = logging.getLogger("cellxgene_census")
     saved_level = logger.level
     if settings.census_release_directory_url:
@@ -146,20 +153,20 @@ def _configured(settings: Settings) -> Iterator[None]:
     except DatasetError:
         raise
     except Exception as exc:
-        raise _translate(exc, rd.CELL_CENSUS_RELEASE_DIRECTORY_URL) from None
+        raise _translate(exc, rd.CELL_CENSUS_RELEASE_DIRECTORY_URL, timeouts(settings)) from None
     finally:
         rd.CELL_CENSUS_RELEASE_DIRECTORY_URL, rd.CELL_CENSUS_MIRRORS_DIRECTORY_URL = saved
         rd.requests = saved_requests
         logger.setLevel(saved_level)
 
 
-def _translate(exc: Exception, directory_url: str) -> CensusError:
+def _translate(exc: Exception, directory_url: str, limits: Timeouts) -> CensusError:
     import requests
 
     host = urllib.parse.urlparse(directory_url).netloc or directory_url
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, requests.Timeout):
-        return offline(host, f"no answer within {TIMEOUTS.read:g} s")
+        return offline(host, f"no answer within {limits.read:g} s")
     if isinstance(exc, requests.HTTPError):
         return CensusError(f"the CELLxGENE Census release directory at {directory_url} answered "
                            f"{first}: check CELLPROMPT_CENSUS_RELEASE_DIRECTORY_URL")
@@ -181,7 +188,8 @@ def _directory(settings: Settings, *, retracted: bool | None) -> dict[str, Any]:
     probe(url)
     return _with_deadline(
         lambda: cellxgene_census.get_census_version_directory(retracted=retracted),
-        DIRECTORY_TIMEOUT_S, "the release directory request", url)
+        max(DIRECTORY_TIMEOUT_S, sum(astuple(timeouts(settings))) + 1.0),
+        "the release directory request", url)
 
 
 # ---------------------------------------------------------------- versions
@@ -244,7 +252,7 @@ def open_release(settings: Settings, version: str) -> Iterator[Release]:
         if settings.census_uri:
             probe(settings.census_uri)
             census = cellxgene_census.open_soma(uri=settings.census_uri,
-                                                tiledb_config=_TILEDB_CONFIG)
+                                                tiledb_config=_tiledb_config(settings))
             build, h5ads = None, {"uri": settings.census_h5ads_uri}
         else:
             directory = _directory(settings, retracted=False)
@@ -255,7 +263,7 @@ def open_release(settings: Settings, version: str) -> Iterator[Release]:
             probe(settings.census_mirrors_url or _directory_url(settings))
             census = cellxgene_census.open_soma(census_version=version,
                                                 mirror=settings.census_mirror,
-                                                tiledb_config=_TILEDB_CONFIG)
+                                                tiledb_config=_tiledb_config(settings))
         if settings.census_h5ads_uri:
             h5ads = {"uri": settings.census_h5ads_uri}
         with census:

@@ -9,8 +9,10 @@ non-numeric (strings, booleans) and NaN answers fail their field.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cellprompt.errors import GradingError
@@ -69,7 +71,7 @@ class NumericConfig(GraderConfig):
 
 def as_number(value: Any) -> float | None:
     """A finite-or-infinite float for real numbers; None for anything an agent must not pass."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return None
     number = float(value)
     return None if math.isnan(number) else number

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from pathlib import Path
+from typing import Any
 
 from cellprompt.errors import UsageError
 from cellprompt.runs.schema import Limits, TrialSpec
@@ -46,10 +48,25 @@ def trial_id(prompt: str, task_id: str, model: str, replicate: int) -> str:
     return f"{task_id}-r{replicate}-{_digest(prompt, task_id, model, str(replicate), n=10)}"
 
 
+def spec_task(spec: TrialSpec) -> Any:
+    """The task a spec runs: its task file, its generated dataset re-seeded under `--fresh`."""
+    from cellprompt.datasets.generate import is_generated, with_seed
+    from cellprompt.tasks import load_task
+
+    task = load_task(spec.task_ref)
+    if spec.dataset_seed is not None and is_generated(task.dataset):
+        task = task.model_copy(update={"dataset": with_seed(task.dataset, spec.dataset_seed)})
+    return task
+
+
 def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str], replicates: int = 1,
                 limits: Limits | None = None, sandbox_backend: str = "auto",
-                base_url: str | None = None) -> list[TrialSpec]:
-    """The full matrix, tasks resolved to ids so each worker can reload its task by reference."""
+                base_url: str | None = None, fresh: bool = False) -> list[TrialSpec]:
+    """The full matrix, tasks resolved to ids so each worker can reload its task by reference.
+
+    `fresh`: tasks on generated data (gen:…) get a dataset seed drawn now, one per run, so
+    the run sees data no earlier run saw; the seed is in every spec, so it replays exactly.
+    """
     from cellprompt.tasks import load_task
 
     if replicates < 1:
@@ -65,6 +82,9 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
                                      "the reference model cannot play it")
         else:
             make_model(model, base_url=base_url)
+    from cellprompt.datasets.generate import is_generated
+
+    seed = secrets.randbelow(2**31) if fresh else None
     specs: list[TrialSpec] = []
     for prompt_id, prompt in prompts.items():
         for model in models:
@@ -75,5 +95,6 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
                         trial_id=trial_id(prompt, task.id, model, rep), prompt_id=prompt_id,
                         prompt=prompt, task_id=task.id, task_ref=task_ref, model=model,
                         base_url=base_url, replicate=rep, limits=limits or Limits(),
-                        sandbox_backend=sandbox_backend, task_kind=task.kind))
+                        sandbox_backend=sandbox_backend, task_kind=task.kind,
+                        dataset_seed=seed if is_generated(task.dataset) else None))
     return specs

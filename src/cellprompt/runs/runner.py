@@ -14,7 +14,7 @@ from pathlib import Path
 from cellprompt import __version__
 from cellprompt.errors import CellpromptError, RunError
 from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor
-from cellprompt.runs.plan import plan_trials
+from cellprompt.runs.plan import plan_trials, spec_task
 from cellprompt.runs.pools import Key, PrelaunchedSandboxes
 from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.store import RunStore, new_run_id
@@ -103,14 +103,14 @@ class _Tracked:
 def _sandbox_keys(specs: list[TrialSpec]) -> list[Key]:
     """The sandboxes the trials will ask for, in order; a task that cannot load is left out
     (its trial records the error itself)."""
-    from cellprompt.tasks import load_task, materialise
+    from cellprompt.tasks import materialise
 
     mounts: dict[str, tuple[Mount, ...] | None] = {}
     keys: list[Key] = []
     for spec in specs:
         if spec.task_ref not in mounts:
             try:
-                mounts[spec.task_ref] = (materialise(load_task(spec.task_ref)).mount(),)
+                mounts[spec.task_ref] = (materialise(spec_task(spec)).mount(),)
             except CellpromptError:
                 mounts[spec.task_ref] = None
         if (found := mounts[spec.task_ref]) is not None:

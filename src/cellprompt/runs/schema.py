@@ -51,6 +51,8 @@ class TrialSpec(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     sandbox_backend: str = "auto"
     task_kind: Literal["sealed", "open"] = "sealed"  # open: judged only, ends with a written report
+    # `run --fresh`: a generated dataset (gen:…) is drawn with this seed instead of the task's own
+    dataset_seed: int | None = None
 
 
 class ExecutionRecord(BaseModel):

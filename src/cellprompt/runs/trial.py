@@ -84,13 +84,15 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
     from cellprompt.datasets.footprint import check_fits
     from cellprompt.grading import grade
     from cellprompt.llm import make_model
-    from cellprompt.tasks import load_task, materialise
+    from cellprompt.tasks import materialise
 
     started, t0 = utcnow(), time.monotonic()
     artifacts = run_dir / "artifacts" / spec.trial_id
     record = TrialRecord(trial_id=spec.trial_id, spec=spec, status="error", started_at=started)
     try:
-        task = load_task(spec.task_ref)
+        from cellprompt.runs.plan import spec_task
+
+        task = spec_task(spec)  # --fresh: the generated dataset drawn with the run's seed
         mat = materialise(task)
         mount = mat.mount()
         check_fits(mat.agent_dataset, get_settings().sandbox_memory, declared=task.limits.memory,

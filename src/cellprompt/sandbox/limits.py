@@ -137,7 +137,8 @@ def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> L
     if "memory" not in have:
         lim.rlimits.append(f"ulimit -v {lim.memory // 1024} || exit 98")
     if "pids" not in have and os.getuid() != 0:
-        lim.rlimits.append(f"ulimit -u {pids} || exit 98")
+        # `ulimit -u` is bash's spelling (dash's is -p): prlimit works under any /bin/sh
+        lim.rlimits.append(f"prlimit --pid $$ --nproc={pids}:{pids} || exit 98")
     return lim
 
 

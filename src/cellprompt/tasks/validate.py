@@ -117,6 +117,10 @@ def _verdict(name: str, kind: Kind, expect: Literal["pass", "fail"], grades: lis
     if kind == "probe":
         passed = passed or bool(leaks)
     score = sum(g.score for g in grades) / len(grades) if grades else 0.0
+    if kind == "probe" and problem:  # a probe that did not finish proves nothing
+        return VariantResult(name=name, kind=kind, expect=expect, passed=False, ok=False,
+                             detail=f"the probe did not run to the end: {problem}",
+                             grades=grades, duration_s=round(time.monotonic() - started, 2))
     if leaks:
         detail = "leak: " + "; ".join(leaks[:3])
     elif problem and kind in ("reference", "alternative"):

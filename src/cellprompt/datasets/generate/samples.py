@@ -104,7 +104,12 @@ def conditions(seed: int, cells: int = 3000, genes: int = 1000, types: int = 5,
     shuffle = rng.permutation(cells)
     counts, sample, labels, treated = counts[shuffle], sample[shuffle], labels[shuffle], treated[shuffle]
     names = np.array(pop.types)
-    log2fc = {str(names[i]): float(np.log2(treated_p[i] / p[i])) for i in range(types)}
+    # realised, as an analyst would measure it: mean per-sample share, treated over control
+    share = np.zeros((n_samples, types))
+    for s in range(n_samples):
+        share[s] = np.bincount(labels[sample == s], minlength=types) / max((sample == s).sum(), 1)
+    ratio = share[replicates:].mean(axis=0) / np.maximum(share[:replicates].mean(axis=0), 1e-9)
+    log2fc = {str(names[i]): float(np.log2(max(ratio[i], 1e-9))) for i in range(types)}
     truth = {
         "types": pop.types, "markers": pop.markers,
         "expanded": [str(names[up])], "depleted": [str(names[down])],

@@ -145,21 +145,26 @@ def test_self_sigkill_is_not_reported_as_out_of_memory(limited: HttpSandbox) -> 
 
 # -- a stopped or dripping service ------------------------------------------------------------
 
+# ~14 MB of output, then the service runs 1 ms in every 2 s: the reply trickles out a
+# socket buffer at a time, so a per-read timeout never fires while the call drags on.
 DRIP = FIND_SERVICE + """
-import os, signal, threading, time
+import os, signal, sys, threading, time
 svc = svc_pid()
 def drip():
+    time.sleep(0.3)
     end = time.monotonic() + 60
     while time.monotonic() < end:
-        for sig, pause in ((signal.SIGSTOP, 1.0), (signal.SIGCONT, 0.005)):
+        for sig, pause in ((signal.SIGSTOP, 2.0), (signal.SIGCONT, 0.001)):
             try:
                 os.kill(svc, sig)
             except OSError:
                 return
             time.sleep(pause)
 threading.Thread(target=drip, daemon=True).start()
-print('x' * (4 << 20))
-time.sleep(60)
+for i in range(14):
+    out = sys.stdout if i % 2 else sys.stderr
+    out.write('x' * (1 << 20))
+    out.flush()
 """
 
 
@@ -172,7 +177,7 @@ def test_wedged_service_fails_the_call_on_time(backend: str, attack: str) -> Non
     """The call ends within timeout + 10 s (a result or a SandboxError), close() within 10 s."""
     sb = open_for(backend, memory="512m", cpus=1.0)
     try:
-        with timed(3 + 10, "execute against a stopped service"), \
+        with timed(3 + 10, "execute against a stopped or dripping service"), \
                 contextlib.suppress(SandboxError):
             sb.execute(attack, timeout=3)
     finally:

@@ -70,7 +70,7 @@ def test_bad_grader_and_unwithheld_truth_are_load_errors(tmp_path: Path) -> None
     with pytest.raises(TaskError, match=r"graders\[0\]: unknown grader type 'telepathy'"):
         load_task(str(write_yaml(tmp_path, bad)))
     sneaky = {**GOOD, "withhold": {}}
-    with pytest.raises(TaskError, match=r"graders\[1\].*withhold.obs does not list it"):
+    with pytest.raises(TaskError, match=r"graders\[1\].*neither withhold.obs nor the truth recipe"):
         load_task(str(write_yaml(tmp_path, sneaky)))
 
 
@@ -129,7 +129,16 @@ def test_builtin_suite_is_complete() -> None:
     for t in tasks:
         assert t.reference is not None and t.traps.strip() and t.objective.strip()
         assert load_task(t.id) == t
-    assert {"krumsiek11-pseudotime", "pbmc68k-qc-mito"} <= {t.id for t in tasks}
+    assert {"trajectory-sim-pseudotime", "pbmc68k-qc-mito"} <= {t.id for t in tasks}
+
+
+def test_truth_recipes_and_variants_are_checked_at_load(tmp_path: Path) -> None:
+    unknown = {**GOOD, "truth": {"recipe": "astrology"}}
+    with pytest.raises(TaskError, match="unknown truth recipe 'astrology'"):
+        load_task(str(write_yaml(tmp_path, unknown)))
+    twice = {**GOOD, "variants": [{"name": "a", "expect": "pass", "cells": ["1"]}] * 2}
+    with pytest.raises(TaskError, match="distinct names"):
+        load_task(str(write_yaml(tmp_path, twice)))
 
 
 def test_load_tasks_mixes_ids_files_and_folders(tmp_path: Path) -> None:

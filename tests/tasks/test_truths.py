@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from cellprompt.tasks import builtin_tasks, grade_task, load_task, materialise
 
 
-def _copy(task_id: str) -> tuple[object, object]:
+def _copy(task_id: str) -> tuple[Any, Any, Any]:
     task = load_task(task_id)
     mt = materialise(task)
     with warnings.catch_warnings():
@@ -26,7 +27,7 @@ def _copy(task_id: str) -> tuple[object, object]:
         return task, mt, ad.read_h5ad(mt.agent_dataset)
 
 
-def _passes(task, mt, answer, workspace: Path | None = None) -> bool:
+def _passes(task: Any, mt: Any, answer: dict[str, Any], workspace: Path | None = None) -> bool:
     return all(g.passed for g in grade_task(task, answer, truth=mt.truth, workspace=workspace))
 
 
@@ -64,7 +65,7 @@ def test_tie_corrected_wilcoxon_passes_and_versus_rest_fails(datasets_dir: Path)
     sig, fc = _wilcoxon(adata, "Dendritic")
     assert _passes(task, mt, {"n_significant": len(sig), "significant_genes": sig,
                               "fcgr3a_log2fc": fc})
-    rest, rest_fc = _wilcoxon(adata, "rest")
+    rest, _ = _wilcoxon(adata, "rest")
     # even with the right count and fold change, the versus-rest gene set fails
     assert not _passes(task, mt, {"n_significant": len(sig), "significant_genes": rest,
                                   "fcgr3a_log2fc": fc})
@@ -74,7 +75,7 @@ def test_tie_corrected_wilcoxon_passes_and_versus_rest_fails(datasets_dir: Path)
 
 def test_cell_typing_that_never_calls_small_lineages_fails(datasets_dir: Path,
                                                            tmp_path: Path) -> None:
-    task, mt, adata = _copy("pbmc68k-coarse-celltypes")
+    task, mt, _ = _copy("pbmc68k-coarse-celltypes")
     grader = task.graders[0]["config"]
     truth = {c: grader["truth_map"][v] for c, v in mt.truth["obs"]["bulk_labels"].items()}
     n_myeloid = sum(v == "Myeloid" for v in truth.values())
@@ -154,7 +155,7 @@ def test_every_gene_fails_a_marker_grader_without_k(datasets_dir: Path) -> None:
     """scBench configs carry no k: it defaults to the truth list's length, not the answer's."""
     from cellprompt.grading import grade
 
-    task, mt, adata = _copy("pbmc68k-hvg")
+    _, mt, adata = _copy("pbmc68k-hvg")
     spec = {"type": "marker_gene_precision_recall",
             "config": {"truth_path": ["computed", "hvg"], "thresholds": {"recall_at_k": 0.5}}}
     everything = sorted(adata.var_names)

@@ -46,7 +46,7 @@ class StagedFile:
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
 
-def _task_files(task_ref: str) -> list[Path]:
+def task_files(task_ref: str) -> list[Path]:
     """The files of one task, the agent copy's `agent.h5ad` last: it marks the cache entry complete."""
     from cellprompt.tasks import load_task, materialise
 
@@ -75,7 +75,7 @@ def plan_staging(specs: Iterable[TrialSpec], put: Callable[[bytes], Any]) -> dic
     shared: dict[Path, StagedFile] = {}
     for ref in dict.fromkeys(s.task_ref for s in specs):
         try:
-            paths = _task_files(ref)
+            paths = task_files(ref)
         except CellpromptError:
             continue
         bundle = []

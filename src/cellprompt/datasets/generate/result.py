@@ -42,9 +42,11 @@ def build(counts: np.ndarray, genes: list[str], obs: dict[str, Any], *, uns: dic
     var_frame = pd.DataFrame(var or {}, index=pd.Index(genes))
     adata = ad.AnnData(sp.csr_matrix(counts, dtype=np.float32), obs=frame, var=var_frame)
     adata.uns.update(uns)
-    truth = {**uns.get("truth", {}),
-             "obs": {c: frame[c].astype(str).tolist() if frame[c].dtype.name == "category"
-                     else frame[c].tolist() for c in truth_obs}}
+    def column(c: str) -> list[Any]:  # missing values (NaN) become None, as in truth.json
+        values = frame[c].astype(object)
+        return [None if pd.isna(v) else (str(v) if isinstance(v, str) else v) for v in values]
+
+    truth = {**uns.get("truth", {}), "obs": {c: column(c) for c in truth_obs}}
     keys = {"obs": list(truth_obs), "uns": ["truth"] if "truth" in uns else []}
     if truth_var:
         keys["var"] = list(truth_var)

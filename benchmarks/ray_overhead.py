@@ -1,0 +1,89 @@
+"""Ray executor overhead: per-trial cost of running the reference suite on Ray vs in local threads.
+
+Runs the same plan (built-in suite, `reference` model) with the local executor and with
+the Ray executor on a local cluster, both with `--parallel P`, in one process, and prints:
+  * mean trial time (a record's own wall time: sandbox, agent, grading);
+  * per-trial executor overhead = (Ray run wall − local run wall) × P / trials, as a share
+    of the mean trial time (target <= 5%); the cluster's start-up is printed apart (once per run);
+  * Ray's bare round trip for an empty task (dispatch + result), the floor of that overhead;
+  * staging: what the driver puts in the object store once per run.
+The figures feed the README's throughput-vs-nodes estimate.
+
+Usage: .venv/bin/python benchmarks/ray_overhead.py [--backend bwrap] [--tasks N] [--parallel 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cellprompt.prompts import builtin_prompt
+from cellprompt.runs.executors import make_executor
+from cellprompt.runs.runner import create_run, plan_trials, run
+from cellprompt.runs.staging import task_files
+from cellprompt.tasks import builtin_tasks, materialise
+
+
+def timed_run(outputs: Path, name: str, task_ids: list[str], backend: str,
+              parallel: int) -> tuple[float, list]:
+    specs = plan_trials(prompts={"baseline": builtin_prompt()}, tasks=task_ids, models=["reference"],
+                        sandbox_backend=backend)
+    store = create_run(outputs / name, specs)
+    t0 = time.perf_counter()
+    progress = run(specs, store, parallel=parallel, executor=make_executor(name, parallel=parallel))
+    return time.perf_counter() - t0, progress.records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="bwrap")
+    parser.add_argument("--tasks", type=int, default=0, help="first N tasks of the suite (0: all)")
+    parser.add_argument("--parallel", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("CELLPROMPT_SANDBOX_CPUS", str(max(1, (os.cpu_count() or 2) // args.parallel)))
+    tasks = [t for t in builtin_tasks() if t.reference is not None]
+    tasks = tasks[: args.tasks] if args.tasks else tasks
+    for task in tasks:  # agent copies are made once per task; not part of a trial's cost
+        materialise(task)
+    ids = [t.id for t in tasks]
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    startup = time.perf_counter() - t0
+    noop = ray.remote(lambda: None).options(num_cpus=0)
+    ray.get(noop.remote())  # a warm worker
+    trips = []
+    for _ in range(20):
+        t = time.perf_counter()
+        ray.get(noop.remote())
+        trips.append(time.perf_counter() - t)
+    with tempfile.TemporaryDirectory() as tmp:
+        local_s, local_records = timed_run(Path(tmp), "local", ids, args.backend, args.parallel)
+        ray_s, ray_records = timed_run(Path(tmp), "ray", ids, args.backend, args.parallel)
+    n = len(ids)
+    trial = statistics.mean(r.wall_s for r in local_records)
+    ray_trial = statistics.mean(r.wall_s for r in ray_records)
+    overhead = (ray_s - local_s) * args.parallel / n
+    staged = sum(p.stat().st_size for p in {f for t in tasks for f in task_files(t.id)})
+    print(f"trials: {n} per run, backend {args.backend}, --parallel {args.parallel}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"mean trial time: local {trial:.2f} s, on Ray {ray_trial:.2f} s")
+    print(f"run wall: local {local_s:.1f} s, Ray {ray_s:.1f} s; Ray cluster start-up {startup:.1f} s (once)")
+    print(f"per-trial executor overhead {overhead:+.2f} s = {overhead / trial:+.1%} of a trial "
+          "(target <= 5%)")
+    print(f"Ray round trip of an empty task: median {statistics.median(trips) * 1000:.1f} ms")
+    print(f"staged once per node: {staged / 2**20:.1f} MiB for {n} task(s)")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

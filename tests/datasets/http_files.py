@@ -27,6 +27,7 @@ class FileServer:
     data: bytes
     etag: str = '"v1"'
     headers: dict[str, str] = field(default_factory=dict)
+    head_status: int = 200  # e.g. 405: a server that refuses HEAD
     plan: list[str] = field(default_factory=list)
     log: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
@@ -60,8 +61,8 @@ class FileServer:
 
             def do_HEAD(self) -> None:
                 owner.log.append(("HEAD", None, None))
-                if not self.path.endswith("/data/source.h5ad"):
-                    self.send_error(404)
+                if not self.path.endswith("/data/source.h5ad") or owner.head_status != 200:
+                    self.send_error(404 if owner.head_status == 200 else owner.head_status)
                     return
                 self._head(200, len(owner.data), {})
 

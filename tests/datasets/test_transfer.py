@@ -151,6 +151,15 @@ def test_plain_etag_is_not_mistaken_for_a_checksum(server: FileServer, tmp_path:
     assert fetch(server.url, tmp_path / "x.h5ad", timeouts=FAST).verified == ()
 
 
+def test_server_without_head_still_verifies_size(server: FileServer, tmp_path: Path) -> None:
+    server.head_status = 405
+    server.plan = ["drop:1000000"]
+    seen, progress = _progress()
+    got = fetch(server.url, tmp_path / "x.h5ad", progress=progress, timeouts=FAST)
+    assert got.sha256 == server.sha256 and seen[-1] == (SIZE, SIZE)
+    assert ("GET", "bytes=1000000-", None) in server.log
+
+
 def test_missing_file_one_line(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(CensusError, match="was not found"):
         fetch(server.url.replace("source", "absent"), tmp_path / "x.h5ad", timeouts=FAST)

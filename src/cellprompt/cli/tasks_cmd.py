@@ -20,18 +20,21 @@ DATASET_HELP = "Dataset ref for an scBench eval's data node (builtin:NAME, a .h5
 
 @tasks_app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The built-in tasks: id, title, category, dataset."""
+    """The built-in tasks: id, category, difficulty, data source, title."""
+    from cellprompt.datasets.resolve import data_source
     from cellprompt.tasks import builtin_tasks
 
-    tasks = builtin_tasks()
+    tasks = sorted(builtin_tasks(), key=lambda t: (t.metadata.category, t.id))
     if as_json:
         out.print_json(json.dumps([{"id": t.id, "title": t.title,
                                     "category": t.metadata.category, "dataset": t.dataset,
+                                    "source": data_source(t.dataset),
                                     "difficulty": t.metadata.difficulty} for t in tasks]))
         return
-    table = Table("id", "title", "category", "dataset")
+    table = Table("id", "category", "difficulty", "source", "title")
     for t in tasks:
-        table.add_row(t.id, t.title, t.metadata.category, t.dataset)
+        table.add_row(t.id, t.metadata.category, t.metadata.difficulty, data_source(t.dataset),
+                      t.title)
     out.print(table)
 
 

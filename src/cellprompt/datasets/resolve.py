@@ -50,6 +50,22 @@ def resolve(ref: str, *, datasets_dir: Path | None = None,
     return _local(ref)
 
 
+def data_source(ref: str) -> str:
+    """Where a reference's data comes from, without resolving it: `generated` (drawn fresh,
+    cannot be memorised), `public` (a library-bundled or Census dataset a model may have seen),
+    `simulated` (a fixed built-in simulation) or `local`."""
+    ref = ref.strip()
+    if ref.startswith("gen:"):
+        return "generated"
+    if ref.startswith("census:"):
+        return "public"
+    if ref.startswith("builtin:"):
+        from cellprompt.datasets.builtin import is_public
+
+        return "public" if is_public(ref.removeprefix("builtin:")) else "simulated"
+    return "local"
+
+
 def _local(ref: str) -> ResolvedDataset:
     path = Path(ref.removeprefix("file://")).expanduser()
     if path.suffix != ".h5ad" and not path.exists() and ":" in ref:

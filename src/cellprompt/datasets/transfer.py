@@ -146,9 +146,13 @@ def _client(timeouts: Timeouts) -> httpx.Client:
 def _http_remote(uri: str, timeouts: Timeouts) -> Remote:
     with _client(timeouts) as client:
         resp = client.head(uri)
+    if resp.status_code in (403, 405, 501):  # no HEAD here: learn the size from the GET
+        return Remote(size=None)
     _check_status(resp, uri)
     length = resp.headers.get("content-length")
-    validator = resp.headers.get("etag") or resp.headers.get("last-modified")
+    etag = resp.headers.get("etag") or ""
+    # If-Range needs a strong validator: a weak ETag would make every resume start over
+    validator = etag if etag and not etag.startswith("W/") else resp.headers.get("last-modified")
     return Remote(size=int(length) if length is not None else None, validator=validator,
                   checksums=_http_checksums(resp.headers))
 
@@ -214,9 +218,17 @@ def _http_chunks(resp: httpx.Response) -> Iterator[bytes]:
         raise _Dropped(_first_line(exc)) from None
 
 
+def _size_from(resp: httpx.Response, honoured: int) -> int | None:
+    """The whole file's size as a GET response states it (Content-Range, else Content-Length)."""
+    if m := re.fullmatch(r"bytes \d+-\d+/(\d+)", resp.headers.get("content-range", "")):
+        return int(m.group(1))
+    length = resp.headers.get("content-length")
+    return honoured + int(length) if length is not None else None
+
+
 @contextmanager
 def _open_http(client: httpx.Client, uri: str, offset: int, validator: str | None
-               ) -> Iterator[tuple[Iterator[bytes], int]]:
+               ) -> Iterator[tuple[Iterator[bytes], int, int | None]]:
     headers = {}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -226,17 +238,17 @@ def _open_http(client: httpx.Client, uri: str, offset: int, validator: str | Non
         with client.stream("GET", uri, headers=headers) as resp:
             _check_status(resp, uri)
             honoured = offset if resp.status_code == 206 else 0
-            yield _http_chunks(resp), honoured
+            yield _http_chunks(resp), honoured, _size_from(resp, honoured)
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
         raise _Dropped(_first_line(exc)) from None
 
 
 @contextmanager
 def _open_file(fh_factory: Callable[[], AbstractContextManager[BinaryIO]], offset: int
-               ) -> Iterator[tuple[Iterator[bytes], int]]:
+               ) -> Iterator[tuple[Iterator[bytes], int, int | None]]:
     with fh_factory() as fh:
         fh.seek(offset)
-        yield _file_chunks(fh), offset
+        yield _file_chunks(fh), offset, None
 
 
 def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
@@ -350,11 +362,11 @@ def fetch(uri: str, dest: Path, *, region: str | None = None, progress: Progress
         check_disk_space(dest.parent, remote.size - have)
     sink = _Sink(part_path(dest), have, "md5" in remote.checksums)
     try:
-        _pull(uri, sink, remote, region, progress, timeouts)
+        size = _pull(uri, sink, remote, region, progress, timeouts)
     finally:
         sink.close()
-    if remote.size is not None and sink.done != remote.size:
-        raise CensusError(f"download of {uri} stopped at {sink.done} of {remote.size} bytes: "
+    if size is not None and sink.done != size:
+        raise CensusError(f"download of {uri} stopped at {sink.done} of {size} bytes: "
                           "run the download again to resume")
     got = {"sha256": sink.sha256.hexdigest(), "md5": sink.md5.hexdigest() if sink.md5 else ""}
     for algo, expected in remote.checksums.items():
@@ -370,8 +382,8 @@ def fetch(uri: str, dest: Path, *, region: str | None = None, progress: Progress
 
 
 def _pull(uri: str, sink: _Sink, remote: Remote, region: str | None,
-          progress: Progress | None, timeouts: Timeouts) -> None:
-    """Copy the rest of the source into `sink`, resuming after drops until it is complete."""
+          progress: Progress | None, timeouts: Timeouts) -> int | None:
+    """Copy the rest of the source into `sink`, resuming after drops; return the file's size."""
     local = _local_path(uri)
     scheme = _scheme(uri)
     client = _client(timeouts) if scheme in ("http", "https") else None
@@ -388,8 +400,8 @@ def _pull(uri: str, sink: _Sink, remote: Remote, region: str | None,
                 assert local is not None
                 opened = _open_file(lambda: local.open("rb"), start)
             try:
-                _guard(uri, lambda o=opened: _copy(o, sink, progress, remote.size), timeouts)
-                return
+                return _guard(uri, lambda o=opened: _copy(o, sink, progress, remote.size),
+                              timeouts)
             except _Restart:
                 if start == 0:
                     raise CensusError(f"the server of {uri} refused to send the file: "
@@ -407,11 +419,12 @@ def _pull(uri: str, sink: _Sink, remote: Remote, region: str | None,
             client.close()
 
 
-def _copy(opened: AbstractContextManager[tuple[Iterator[bytes], int]], sink: _Sink,
-          progress: Progress | None, total: int | None) -> None:
-    with opened as (chunks, honoured):
+def _copy(opened: AbstractContextManager[tuple[Iterator[bytes], int, int | None]], sink: _Sink,
+          progress: Progress | None, total: int | None) -> int | None:
+    with opened as (chunks, honoured, stated):
         if honoured != sink.done:  # the server sent the whole file: start it over
             sink.restart()
+        total = total if total is not None else stated
         if progress:
             progress(sink.done, total)
         for block in chunks:
@@ -420,3 +433,4 @@ def _copy(opened: AbstractContextManager[tuple[Iterator[bytes], int]], sink: _Si
                 progress(sink.done, total)
         if total is not None and sink.done < total:
             raise _Dropped(f"the body ended at {sink.done} of {total} bytes")
+    return total

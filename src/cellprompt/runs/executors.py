@@ -53,7 +53,12 @@ def make_executor(name: str = "local", *, parallel: int = 1, address: str | None
             raise UsageError("--ray-address goes with --executor ray")
         return LocalExecutor(parallel)
     if name == "ray":
-        from cellprompt.runs.ray_executor import RayExecutor
+        import importlib.util
+
+        from cellprompt.runs.ray_executor import INSTALL_HINT, RayExecutor
+
+        if importlib.util.find_spec("ray") is None:  # before a run folder is made
+            raise UsageError(INSTALL_HINT)
 
         return RayExecutor(address=address, parallel=parallel)
     raise UsageError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")

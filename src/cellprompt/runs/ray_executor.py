@@ -179,8 +179,8 @@ class RayExecutor:
     def _lost_record(self, spec: TrialSpec, exc: Exception) -> TrialRecord:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return TrialRecord(trial_id=spec.trial_id, spec=spec, status="error",
-                           error=f"internal error: the Ray worker running this trial died "
-                                 f"{self.max_retries + 1} times ({type(exc).__name__}: {first})")
+                           error=f"internal error: the Ray worker running this trial died on each of "
+                                 f"its {self.max_retries + 1} attempt(s) ({type(exc).__name__}: {first})")
 
     # -- streaming ------------------------------------------------------------------------
 

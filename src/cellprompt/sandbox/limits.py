@@ -20,6 +20,7 @@ from pathlib import Path
 from cellprompt.errors import SandboxError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only rlimits apply
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -135,7 +136,9 @@ def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> L
     else:
         have = {p.relative_to(CGROUP_ROOT).parts[0] for p in lim.cgroups}
     if "memory" not in have:
-        lim.rlimits.append(f"ulimit -v {lim.memory // 1024} || exit 98")
+        # address space, not memory: thread stacks and arenas reserve far more than they use,
+        # so the cap has headroom (a memory bomb is still stopped, a kernel still starts)
+        lim.rlimits.append(f"ulimit -v {(lim.memory + AS_HEADROOM) // 1024} || exit 98")
     if "pids" not in have and os.getuid() != 0:
         # `ulimit -u` is bash's spelling (dash's is -p): prlimit works under any /bin/sh
         lim.rlimits.append(f"prlimit --pid $$ --nproc={pids}:{pids} || exit 98")

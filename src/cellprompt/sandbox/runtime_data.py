@@ -187,7 +187,8 @@ roots = sorted({{os.path.realpath(p) for p in [*site.getsitepackages(), *sys.pat
 found = set()
 for root in roots:
     for dirpath, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        # another root (site-packages inside lib/python3.x) is listed under its own name
+        dirs[:] = [d for d in dirs if d != "__pycache__" and os.path.join(dirpath, d) not in roots]
         rel = os.path.relpath(dirpath, root).split(os.sep)
         for f in files:
             p = os.path.join(dirpath, f)
@@ -231,7 +232,10 @@ def exposed_summary(scan: dict[str, object], limit: int = 8) -> str:
     counts: dict[str, int] = {}
     for root, path in scan.get("files") or []:  # type: ignore[union-attr]
         rel = Path(path).relative_to(root) if Path(path).is_relative_to(root) else Path(path)
-        top = rel.parts[0] if rel.parts else path
+        parts = rel.parts
+        if "site-packages" in parts[:-1]:  # the base installation's packages, by package
+            parts = parts[parts.index("site-packages") + 1:]
+        top = parts[0] if parts else path
         counts[top] = counts.get(top, 0) + 1
     if not counts:
         return "no data files"

@@ -136,16 +136,17 @@ print(json.dumps({"_leaks": sorted(set(leaks))[:20], "_scanned": scanned}))
 
 _ORDER = _READ_IDS + """
 n = len(IDS)
-def value(pos, cid):
-    return {value_expr}
+def value(pos, cid, columns):
+    return VALUE_EXPR
 for path, columns in ANSWERS.items():
     with open(path, "w") as fh:
         fh.write(",".join(columns) + "\\n")
         for pos, cid in enumerate(IDS):
-            fh.write(f"{{cid}},{{value(pos, cid)}}\\n")
-print(json.dumps({{"_leaks": []}}))
+            fh.write(f"{cid},{value(pos, cid, columns)}\\n")
+print(json.dumps({"_leaks": []}))
 """
 
+# a time-like column gets the position itself, a label column one of 10 blocks of it
 _FROM_ORDER = "pos if 'time' in ','.join(columns) else pos * 10 // max(n, 1)"
 _FROM_IDS = ("(int(re.findall(r'\\d+', cid)[0]) if re.findall(r'\\d+', cid) else 0) "
              "if 'time' in ','.join(columns) else "
@@ -165,21 +166,21 @@ def _file_answers(task: Task) -> dict[str, list[str]]:
             for a in task.answer if a.type == "file"}
 
 
+def _code(template: str, answers: dict[str, list[str]], value: str = "") -> list[str]:
+    return [template.replace("{answers!r}", repr(answers)).replace("VALUE_EXPR", value)]
+
+
 def probes(task: Task) -> list[Probe]:
     """The generic cheat probes, shaped for `task`'s answer files."""
     answers = _file_answers(task)
-    fmt = {"answers": answers}
     return [
         Probe("cheat-bundled-data", "load a library's bundled copy of the data",
-              [_BUNDLED.replace("{answers!r}", repr(answers))]),
+              _code(_BUNDLED, answers)),
         Probe("cheat-import-cellprompt", "import cellprompt and read the task",
-              [_IMPORT.replace("{answers!r}", repr(answers))]),
+              _code(_IMPORT, answers)),
         Probe("cheat-filesystem-search", "search the filesystem for truth",
-              [_SEARCH.replace("{answers!r}", repr(answers))]),
-        Probe("cheat-row-order", "answer from the row order",
-              [_ORDER.replace("{answers!r}", repr(fmt["answers"])).replace("{{", "{").replace(
-                  "}}", "}").replace("{value_expr}", _FROM_ORDER)]),
+              _code(_SEARCH, answers)),
+        Probe("cheat-row-order", "answer from the row order", _code(_ORDER, answers, _FROM_ORDER)),
         Probe("cheat-cell-ids", "answer from the digits in the cell ids",
-              [_ORDER.replace("{answers!r}", repr(fmt["answers"])).replace("{{", "{").replace(
-                  "}}", "}").replace("{value_expr}", _FROM_IDS)]),
+              _code(_ORDER, answers, _FROM_IDS)),
     ]

@@ -15,7 +15,7 @@ from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import get_backend, state
 from cellprompt.sandbox.base import Mount, SandboxSpec
 from cellprompt.sandbox.bwrap_backend import LaunchPlan, bwrap_argv
-from cellprompt.sandbox.limits import make_limits, parse_memory, remove_cgroups
+from cellprompt.sandbox.limits import AS_HEADROOM, make_limits, parse_memory, remove_cgroups
 from tests.conftest import require_sandbox_backend
 
 
@@ -46,7 +46,7 @@ def test_limits_use_cgroups_when_writable_else_rlimits() -> None:
                               "ulimit -v"], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stderr
         assert (f"cellprompt-{lim.cgroups[0].name.removeprefix('cellprompt-')}" in res.stdout
-                if lim.cgroups else str((256 << 20) // 1024) in res.stdout)
+                if lim.cgroups else str(((256 << 20) + AS_HEADROOM) // 1024) in res.stdout)
     finally:
         remove_cgroups(lim.cgroups)
     assert all(not c.exists() for c in lim.cgroups)

@@ -125,7 +125,8 @@ def test_retries_are_bounded(run_env: Path) -> None:
     _kill_a_worker_mid_trial()
     thread.join(timeout=600)
     [record] = store.trials()
-    assert record.status == "error" and "worker running this trial died on each of its 1 attempt(s)" in (record.error or "")
+    assert record.status == "error"
+    assert "worker running this trial died on each of its 1 attempt(s)" in (record.error or "")
 
 
 def _cli(args: list[str]) -> subprocess.Popen:

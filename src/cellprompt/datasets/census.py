@@ -82,14 +82,23 @@ def categories(obs: Any, column: str) -> set[str]:
 
 def _distinct_in_cells(obs: Any, column: str, value_filter: str | None) -> set[str]:
     """Distinct values of `column` among the cells TileDB selects with `value_filter`."""
-    found: set[str] = set()
-    for batch in obs.read(column_names=[column], value_filter=value_filter):
-        for values in batch.column(column).chunks:
-            if hasattr(values, "dictionary"):  # decode only the codes present, not every cell
-                codes = values.indices.unique().to_pylist()
-                found.update(str(values.dictionary[c]) for c in codes if c is not None)
-            else:
-                found.update(str(v) for v in values.unique().to_pylist() if v is not None)
+    return _distinct_columns(obs, [column], value_filter)[column]
+
+
+def _distinct_columns(obs: Any, columns: list[str], value_filter: str | None
+                      ) -> dict[str, set[str]]:
+    """Distinct values of each column among the selected cells, in one filtered read."""
+    found: dict[str, set[str]] = {c: set() for c in columns}
+    for batch in obs.read(column_names=columns, value_filter=value_filter):
+        for column in columns:
+            for values in batch.column(column).chunks:
+                if hasattr(values, "dictionary"):  # decode only the codes present
+                    codes = values.indices.unique().to_pylist()
+                    found[column].update(str(values.dictionary[c]) for c in codes
+                                         if c is not None)
+                else:
+                    found[column].update(str(v) for v in values.unique().to_pylist()
+                                         if v is not None)
     return found
 
 
@@ -212,8 +221,9 @@ def _detail(release: Release, dataset_id: str) -> tuple[dict[str, Any], list[str
             continue
         organisms.append(name)
         wanted = [c for c in _DETAIL_COLUMNS if c in exp.obs.schema.names]
-        for column in wanted:
-            values[column] |= _distinct_in_cells(exp.obs, column, f"dataset_id == {dataset_id!r}")
+        for column, found in _distinct_columns(exp.obs, wanted,
+                                               f"dataset_id == {dataset_id!r}").items():
+            values[column] |= found
     return table.iloc[0].to_dict(), organisms, values
 
 

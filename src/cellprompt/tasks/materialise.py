@@ -2,7 +2,8 @@
 
 The copy is sealed (`seal.py`: shuffled rows, salted-hash ids, and for public
 sources a perturbed subsample), the task's truth recipe runs on it (`truths.py`),
-then the withheld parts are removed. It is cached under
+then the withheld parts are removed. The copy is written by streaming
+(`sealed_copy.py`), so a multi-GB source never sits in host memory. It is cached under
 `<datasets_dir>/agent-copies/<key>/` where the key hashes the source file's
 identity (path, size, mtime), the withhold, seal and truth specs, so every trial
 of a task shares one copy and editing any of them invalidates it. The truth is
@@ -18,7 +19,6 @@ import math
 import os
 import secrets
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from cellprompt.datasets import ResolvedDataset, resolve
 from cellprompt.errors import TaskError
 from cellprompt.sandbox.base import Mount
 from cellprompt.tasks import truths
-from cellprompt.tasks.seal import SealPlan, seal
+from cellprompt.tasks.seal import SealPlan
 from cellprompt.tasks.spec import Task
 
 FORMAT_VERSION = 2  # bump when the copy or truth layout changes: old cache entries are ignored
@@ -149,38 +149,46 @@ def _merge(truth: dict[str, Any], parts: dict[str, dict[str, Any]]) -> None:
         truth.setdefault(section, {}).update(jsonable(values))
 
 
-def _write_copy(task: Task, dataset: ResolvedDataset, folder: Path) -> None:
-    import anndata as ad
+_WITHHELD_SECTIONS = ("obs", "var", "uns", "obsm", "varm", "obsp")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        source = ad.read_h5ad(dataset.path)
+
+def _write_copy(task: Task, dataset: ResolvedDataset, folder: Path) -> None:
+    """Seal by streaming (`sealed_copy.py`): X and layers pass in blocks, never whole.
+
+    Same rows, ids, noise and truth as `seal()` + `withhold()` on an in-memory AnnData;
+    only the withheld parts are held whole, and a truth recipe's input (read back from
+    the copy) is the one step that needs the data in memory.
+    """
+    from cellprompt.datasets.stream import keys
+    from cellprompt.tasks.sealed_copy import load_for_truth, truth_json, write_sealed_copy
+
+    have = keys(dataset.path)
+    for section in _WITHHELD_SECTIONS:
+        _missing(task, section, getattr(task.withhold, section), have[section], dataset.ref)
     salt = secrets.token_bytes(16)
-    adata, origin = seal(source, SealPlan.resolve(task.seal, _public(dataset)), salt)
-    del source
-    computed: dict[str, dict[str, Any]] = {}
-    if task.truth is not None:
-        try:
-            computed = truths.compute(task.truth.recipe, adata, origin, task.truth.params)
-        except (KeyError, ValueError) as exc:
-            raise TaskError(f"task {task.id}: truth recipe {task.truth.recipe!r} failed on "
-                            f"{dataset.ref}: {type(exc).__name__}: {exc}") from None
-    truth = withhold(adata, task, dataset.ref)
-    _merge(truth, computed)
+    plan = SealPlan.resolve(task.seal, _public(dataset))
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            adata.write_h5ad(staging / "agent.h5ad")
-        os.chmod(staging / "agent.h5ad", 0o644)  # sandboxes run as another uid: world-readable
+        copy = staging / "agent.h5ad"
+        withheld, origin = write_sealed_copy(dataset.path, copy, plan, salt, task.withhold)
+        truth = truth_json(withheld, task.withhold)
+        if task.truth is not None:
+            try:
+                computed = truths.compute(task.truth.recipe, load_for_truth(copy, withheld),
+                                          origin, task.truth.params)
+            except (KeyError, ValueError) as exc:
+                raise TaskError(f"task {task.id}: truth recipe {task.truth.recipe!r} failed on "
+                                f"{dataset.ref}: {type(exc).__name__}: {exc}") from None
+            _merge(truth, computed)
+        os.chmod(copy, 0o644)  # sandboxes run as another uid: world-readable
         for name, data in (("truth.json", json.dumps(truth).encode()), ("salt", salt.hex().encode())):
             fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
         os.replace(staging / "salt", folder / "salt")
         os.replace(staging / "truth.json", folder / "truth.json")
-        os.replace(staging / "agent.h5ad", folder / "agent.h5ad")  # last: marks the entry done
+        os.replace(copy, folder / "agent.h5ad")  # last: marks the entry done
     finally:
         for leftover in staging.iterdir():
             leftover.unlink()

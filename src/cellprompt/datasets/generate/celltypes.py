@@ -17,6 +17,7 @@ import numpy as np
 
 from cellprompt.datasets.generate import splat
 from cellprompt.datasets.generate.populations import (
+    Populations,
     make_populations,
     normal_mito_share,
     set_mito_share,
@@ -26,11 +27,10 @@ from cellprompt.datasets.generate.result import Generated, build
 COUNTS = "raw UMI counts"
 
 
-def informative(pop: object, min_fold: float = 2.0) -> list[str]:
+def informative(pop: Populations, min_fold: float = 2.0) -> list[str]:
     """Genes whose mean differs >= `min_fold` between some two populations (HVG truth)."""
-    f = pop.factors  # type: ignore[attr-defined]
-    spread = f.max(axis=0) / f.min(axis=0)
-    return [pop.genes[j] for j in np.argsort(-spread) if spread[j] >= min_fold]  # type: ignore[attr-defined]
+    spread = pop.factors.max(axis=0) / pop.factors.min(axis=0)
+    return [pop.genes[j] for j in np.argsort(-spread) if spread[j] >= min_fold]
 
 
 def celltypes(seed: int, cells: int = 2000, genes: int = 1500, types: int = 5,

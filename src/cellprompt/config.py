@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     census_connect_timeout_s: float = 10.0  # every Census request: connection
     census_read_timeout_s: float = 60.0  # every Census request: silence before giving up
 
+    executor: str = "local"  # "local" | "ray": where `run` and `evolve` execute trials
+    ray_address: str | None = None  # "auto", "ray://host:port", or None for a local cluster
+
     openai_base_url: str | None = None
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 5

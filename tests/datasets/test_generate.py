@@ -187,3 +187,13 @@ def test_builtin_tasks_on_generated_data_withhold_every_truth_key() -> None:
         name = parse_ref(task.dataset).mount_name
         assert f"/data/{name}.h5ad" in task.objective, task.id
         assert parse_ref(task.dataset).generator not in name, task.id
+
+
+def test_data_source_names_where_data_comes_from() -> None:
+    from cellprompt.datasets.resolve import data_source
+
+    assert data_source("gen:doublets?seed=1") == "generated"
+    assert data_source("builtin:pbmc68k_reduced") == "public"
+    assert data_source("builtin:trajectory_sim") == "simulated"
+    assert data_source("census:abc") == "public"
+    assert data_source("/tmp/x.h5ad") == "local"

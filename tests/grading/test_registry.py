@@ -8,7 +8,7 @@ import pytest
 
 from cellprompt.errors import GradingError
 from cellprompt.grading import GradeContext, Grader, GraderConfig, GradeResult, grade, grader_types
-from cellprompt.grading.registry import _REGISTRY, register
+from cellprompt.grading.registry import graders, register
 
 
 def test_all_issue_graders_are_registered() -> None:
@@ -54,4 +54,4 @@ def test_new_grader_is_one_class() -> None:
         with pytest.raises(GradingError, match=r"test_echo grader: config\.word"):
             grade({"type": "test_echo", "config": {}}, {})
     finally:
-        _REGISTRY.pop("test_echo")
+        graders.remove("test_echo")

@@ -33,6 +33,7 @@ from tests.conftest import require_sandbox_backend
 docker = pytest.importorskip("docker", reason="the docker SDK (cellprompt[docker]) is needed")
 
 from cellprompt.sandbox import docker_backend as db  # noqa: E402  (after the importorskip)
+from cellprompt.sandbox import docker_image as di  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def engine() -> docker.DockerClient:
     require_sandbox_backend("docker")
-    return db.connect()
+    return di.connect()
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +265,7 @@ def test_cleanup_removes_folders_whose_container_vanished(engine: docker.DockerC
 def test_detached_sandbox_can_be_reattached(engine: docker.DockerClient) -> None:
     sid = _leak("detached")
     try:
-        launched = db.DockerBackend().attach(sid)
+        launched = db.DockerBackend().attach(state.read_record(sid))
         with HttpSandbox(launched, "docker") as sb:
             assert _run(sb, "print(6*7)").strip() == "42"
         with pytest.raises(docker.errors.NotFound):
@@ -279,7 +280,7 @@ def test_sandbox_whose_container_vanished_can_still_be_stopped(
     sid = _leak("detached")
     try:
         engine.api.remove_container(f"cellprompt-{sid}", force=True)  # e.g. `docker rm -f`
-        launched = db.DockerBackend().attach(sid)
+        launched = db.DockerBackend().attach(state.read_record(sid))
         assert not launched.alive() and launched.logs() == ""
         launched.stop()
         assert not state.sandbox_dir(sid).exists()
@@ -291,7 +292,7 @@ def test_sandbox_whose_container_vanished_can_still_be_stopped(
 
 def _derived_image(engine: docker.DockerClient, tag: str, labels: dict[str, str]) -> str:
     """The sandbox image with other labels (as an older cellprompt's build would have)."""
-    dockerfile = f"FROM {db.image_tag()}\nLABEL " + " ".join(
+    dockerfile = f"FROM {di.image_tag()}\nLABEL " + " ".join(
         f"{k}={json.dumps(v)}" for k, v in labels.items())
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -363,7 +364,7 @@ def test_build_failure_is_one_line_with_the_failing_step(engine: docker.DockerCl
     before = {i.id for i in engine.images.list(filters={"dangling": True})}
     try:
         with pytest.raises(SandboxError) as err:
-            db.build_image(base_image="cellprompt-test-empty:1", tag="cellprompt-test-broken:1",
+            di.build_image(base_image="cellprompt-test-empty:1", tag="cellprompt-test-broken:1",
                            progress=lines.append)
         assert err.value.message.startswith("docker image build failed at Step ")
         assert "RUN" in err.value.message
@@ -379,7 +380,7 @@ def test_build_failure_is_one_line_with_the_failing_step(engine: docker.DockerCl
 def test_unavailable_base_image_is_named(engine: docker.DockerClient) -> None:
     # a registry on a closed loopback port: the pull fails at once, no traffic leaves the host
     with pytest.raises(SandboxError) as err:
-        db.build_image(base_image="127.0.0.1:9/nothing:here", tag="cellprompt-test-broken:2")
+        di.build_image(base_image="127.0.0.1:9/nothing:here", tag="cellprompt-test-broken:2")
     assert "base image 127.0.0.1:9/nothing:here is not available" in err.value.message
     assert "CELLPROMPT_DOCKER_BASE_IMAGE" in err.value.message
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+from cellprompt.records.outputs import clip
 from cellprompt.sandbox.base import ExecutionResult
 
 DEFAULT_FEEDBACK_CHARS = 8000
 
 
 def head_tail(text: str, limit: int = DEFAULT_FEEDBACK_CHARS) -> str:
-    """Keep the first third and the last two thirds of an over-long text, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head
-    cut = len(text) - head - tail
-    return f"{text[:head]}\n… [{cut} characters cut] …\n{text[-tail:]}"
+    """Keep the first third and the last two thirds of an over-long text, saying how much was cut:
+    a traceback's end is what the model needs most."""
+    return clip(text, limit, head=1 / 3)
 
 
 def describe_result(result: ExecutionResult, *, limit: int = DEFAULT_FEEDBACK_CHARS,

@@ -26,5 +26,7 @@ def ask(value: str | None, option: str, question: str, *, choices: Sequence[str]
         return value
     if not interactive():
         raise UsageError(f"missing {option}: pass it on the command line (no terminal to ask on)")
+    if default is None:  # rich's overloads: no default means the answer is always a str
+        return Prompt.ask(question, choices=list(choices) if choices else None, console=out)
     return Prompt.ask(question, choices=list(choices) if choices else None, default=default,
                       console=out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -42,8 +43,21 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose",
+                                 help="Log what cellprompt does, and every error it recovers from."),
 ) -> None:
     """cellprompt: which prompt and which model really does the analysis right."""
+    if verbose:
+        _log_to_terminal()
+
+
+def _log_to_terminal() -> None:
+    """cellprompt's debug log (suppressed errors with their tracebacks) on stderr."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("cellprompt")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(RichHandler(console=err, show_path=False, rich_tracebacks=False))
 
 
 for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, sandbox_cmd, run_cmd,

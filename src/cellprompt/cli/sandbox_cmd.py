@@ -74,8 +74,11 @@ def stop(sandbox_id: str | None = typer.Argument(None, metavar="[ID]"),
     """Stop a sandbox (or all of them) and delete its folders."""
     if all_ == (sandbox_id is not None):
         raise UsageError("pass either a sandbox ID or --all")
-    stopped = manage.stop_all() if all_ else [manage.stop(sandbox_id) or sandbox_id]  # type: ignore[arg-type]
-    out.print(f"stopped {len(stopped)} sandbox(es)" if all_ else f"stopped {sandbox_id}")
+    if sandbox_id is not None:
+        manage.stop(sandbox_id)
+        out.print(f"stopped {sandbox_id}")
+    else:
+        out.print(f"stopped {len(manage.stop_all())} sandbox(es)")
 
 
 def _render(result: ExecutionResult) -> None:

@@ -1,18 +1,5 @@
-"""What every grader returns."""
+"""What every grader returns (the record type lives in the bottom layer, `records.grades`)."""
 
-from __future__ import annotations
+from cellprompt.records.grades import GradeResult
 
-from typing import Any
-
-from pydantic import BaseModel, Field
-
-
-class GradeResult(BaseModel):
-    """scBench's grader result shape, plus the grader's type for bookkeeping."""
-
-    grader: str = ""
-    score: float = Field(ge=0.0, le=1.0)
-    passed: bool
-    field_scores: dict[str, float] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    reasoning: str = ""
+__all__ = ["GradeResult"]

@@ -7,6 +7,7 @@ adding a grader never touches this file.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cellprompt.errors import CellpromptError, GradingError
 from cellprompt.grading.base import GradeResult
+from cellprompt.registry import Registry
 from cellprompt.sandbox.base import Mount
 
 
@@ -43,7 +45,7 @@ class Grader(ABC, Generic[C]):
     """One grading rule; instances hold a validated config."""
 
     type: ClassVar[str]
-    Config: ClassVar[type[GraderConfig]]
+    Config: ClassVar[builtins.type[GraderConfig]]  # `type` is the name above, in this scope
 
     def __init__(self, config: C) -> None:
         self.config = config
@@ -57,17 +59,16 @@ class Grader(ABC, Generic[C]):
         return {}
 
 
-_REGISTRY: dict[str, type[Grader[Any]]] = {}
+graders: Registry[type[Grader[Any]]] = Registry("grader type")
 
 
 def register(cls: type[Grader[Any]]) -> type[Grader[Any]]:
     """Class decorator adding a grader under its `type` name."""
-    _REGISTRY[cls.type] = cls
-    return cls
+    return graders.register(cls.type)(cls)
 
 
 def grader_types() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(graders)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -82,14 +83,14 @@ def build_grader(spec: Any) -> Grader[Any]:
     if not isinstance(spec, dict):
         raise GradingError(f"a grader must be a mapping with 'type' and 'config', got {spec!r}")
     kind = spec.get("type")
-    if kind not in _REGISTRY:
+    cls = graders.get(kind) if isinstance(kind, str) else None
+    if cls is None:
         raise GradingError(f"unknown grader type {kind!r}: use one of {', '.join(grader_types())}")
     config = spec.get("config", {})
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise GradingError(f"{kind} grader: config must be a mapping, got {type(config).__name__}")
-    cls = _REGISTRY[kind]
     try:
         parsed = cls.Config.model_validate(config)
     except ValidationError as exc:

@@ -1,7 +1,12 @@
-"""`make_model("provider:name")`: the one place a model spec becomes a `ChatModel`."""
+"""`make_model("provider:name")`: the one place a model spec becomes a `ChatModel`.
+
+Each provider is a builder registered with `@providers.register(name)`; it imports its SDK
+only when asked for, and returns None when the spec's shape is not one it takes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cellprompt.config import Settings, get_settings
@@ -10,8 +15,11 @@ from cellprompt.llm.base import ChatModel
 from cellprompt.llm.cache import CachedModel
 from cellprompt.llm.credentials import BASE_URL_VARS, api_key, env_value
 from cellprompt.llm.retry import RetryPolicy
+from cellprompt.registry import Registry
 
-PROVIDERS = ("openai", "anthropic", "reference", "replay", "agent")
+ModelBuilder = Callable[..., "ChatModel | None"]  # (name, *, spec, base_url, reference_cells, settings)
+
+providers: Registry[ModelBuilder] = Registry("model provider")
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -28,32 +36,58 @@ def make_model(spec: str, *, base_url: str | None = None,
     at any compatible server; `reference_cells` are the task's reference solution for
     `reference`. API models are wrapped in the response cache when `llm_cache_dir` is set.
     """
-    settings = settings or get_settings()
     provider, _, name = spec.partition(":")
-    if provider == "reference" and not name:
-        from cellprompt.llm.reference import ReferenceModel
-
-        return ReferenceModel(reference_cells or [])
-    if provider == "replay" and name:
-        from cellprompt.llm.replay import ReplayModel
-
-        return ReplayModel(Path(name))
-    if provider == "agent":  # an external agent command, run through the MCP server
-        from cellprompt.llm.agent_command import AgentCommand
-
-        return AgentCommand(spec)
-    if provider not in ("openai", "anthropic") or not name:
+    build = providers.get(provider)
+    model = build(name, spec=spec, base_url=base_url, reference_cells=reference_cells,
+                  settings=settings or get_settings()) if build else None
+    if model is None:
         raise ModelError(f"unknown model {spec!r}: use openai:NAME, anthropic:NAME, reference, "
                          "replay:FILE or agent:COMMAND")
-    if provider == "openai":
-        from cellprompt.llm.openai_model import OpenAIModel as Model
-        url = base_url or settings.openai_base_url or env_value(BASE_URL_VARS["openai"])
-    else:
-        from cellprompt.llm.anthropic_model import AnthropicModel as Model  # type: ignore[assignment]
-        url = base_url or env_value(BASE_URL_VARS["anthropic"])
-    model: ChatModel = Model(name, api_key=api_key(provider, base_url=url), base_url=url,
-                             timeout_s=settings.llm_timeout_s, policy=retry_policy(settings),
-                             prices=settings.prices)
+    return model
+
+
+@providers.register("openai")
+def _openai(name: str, *, base_url: str | None, settings: Settings, **_: object) -> ChatModel | None:
+    from cellprompt.llm.openai_model import OpenAIModel
+
+    url = base_url or settings.openai_base_url or env_value(BASE_URL_VARS["openai"])
+    return _api_model(OpenAIModel, "openai", name, url, settings) if name else None
+
+
+@providers.register("anthropic")
+def _anthropic(name: str, *, base_url: str | None, settings: Settings, **_: object) -> ChatModel | None:
+    from cellprompt.llm.anthropic_model import AnthropicModel
+
+    url = base_url or env_value(BASE_URL_VARS["anthropic"])
+    return _api_model(AnthropicModel, "anthropic", name, url, settings) if name else None
+
+
+def _api_model(cls: Callable[..., ChatModel], provider: str, name: str, url: str | None,
+               settings: Settings) -> ChatModel:
+    model = cls(name, api_key=api_key(provider, base_url=url), base_url=url,
+                timeout_s=settings.llm_timeout_s, policy=retry_policy(settings), prices=settings.prices)
     if settings.llm_cache_dir is not None:
         model = CachedModel(model, Path(settings.llm_cache_dir))
     return model
+
+
+@providers.register("reference")
+def _reference(name: str, *, reference_cells: list[str] | None, **_: object) -> ChatModel | None:
+    from cellprompt.llm.reference import ReferenceModel
+
+    return None if name else ReferenceModel(reference_cells or [])
+
+
+@providers.register("replay")
+def _replay(name: str, **_: object) -> ChatModel | None:
+    from cellprompt.llm.replay import ReplayModel
+
+    return ReplayModel(Path(name)) if name else None
+
+
+@providers.register("agent")
+def _agent(name: str, *, spec: str, **_: object) -> ChatModel:
+    """An external agent command, run through the MCP server."""
+    from cellprompt.llm.agent_command import AgentCommand
+
+    return AgentCommand(spec)

@@ -27,6 +27,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyUrl
 
 from cellprompt import __version__
 from cellprompt.agent.tools import TOOLS
@@ -90,14 +91,14 @@ def build_server(session: TrialSession, task_text: str, system_prompt: str | Non
     @server.call_tool(validate_input=False)  # the session checks arguments, in the loop's words
     async def _call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         reply = await anyio.to_thread.run_sync(session.call, name, arguments)
-        content: list[types.TextContent | types.ImageContent] = [
+        content: list[types.ContentBlock] = [
             types.TextContent(type="text", text=reply.text)]
         content += [types.ImageContent(type="image", data=b64, mimeType="image/png") for b64 in reply.images]
-        return types.CallToolResult(content=content, isError=reply.is_error)  # type: ignore[arg-type]
+        return types.CallToolResult(content=content, isError=reply.is_error)
 
     @server.list_resources()
     async def _list_resources() -> list[types.Resource]:
-        return [types.Resource(uri=TASK_URI, name="task", mimeType="text/markdown",  # type: ignore[arg-type]
+        return [types.Resource(uri=AnyUrl(TASK_URI), name="task", mimeType="text/markdown",
                                description="The objective, the data and the answer format")]
 
     @server.read_resource()

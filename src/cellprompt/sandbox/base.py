@@ -23,9 +23,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+from cellprompt.records.outputs import outputs_text
+
+if TYPE_CHECKING:
+    from cellprompt.sandbox.state import SandboxRecord
 
 FinalStatus = Literal["ok", "error", "timeout", "died"]
 
@@ -41,21 +46,10 @@ class ExecutionResult(BaseModel):
     state_lost: bool = False  # the kernel restarted: variables from earlier cells are gone
 
     def text(self) -> str:
-        """Streams, results and tracebacks as plain text, in order (for logs and prompts)."""
-        parts: list[str] = []
-        for out in self.outputs:
-            kind = out.get("type")
-            if kind == "stream":
-                parts.append(out.get("text", ""))
-            elif kind == "error":
-                parts.append("\n".join(out.get("traceback") or [f"{out.get('ename')}: {out.get('evalue')}"]))
-            elif kind in ("execute_result", "display_data"):
-                data = out.get("data", {})
-                if "text/plain" in data and not any(m.startswith("image/") for m in data):
-                    parts.append(data["text/plain"])
-        if self.message:
-            parts.append(self.message)
-        return "\n".join(p.rstrip("\n") for p in parts if p)
+        """Streams, results and tracebacks as plain text, in order (for logs and prompts);
+        figures are left out (`images()` has them)."""
+        parts = [outputs_text(self.outputs, figure=""), (self.message or "").rstrip("\n")]
+        return "\n".join(p for p in parts if p)
 
     def images(self) -> list[str]:
         """Base64 PNGs of every figure, in order."""
@@ -135,6 +129,13 @@ class Backend(ABC):
     @abstractmethod
     def launch(self, spec: SandboxSpec, sandbox_id: str) -> Launched:
         """Start the service and return once it answers `/status`."""
+
+    @abstractmethod
+    def attach(self, record: SandboxRecord) -> Launched:
+        """The recorded sandbox, running or not: what `cellprompt sandbox exec/stop/logs` act on.
+
+        Never launches anything; `alive()` of the result says whether it still runs.
+        """
 
     @abstractmethod
     def cleanup_stale(self) -> list[str]:

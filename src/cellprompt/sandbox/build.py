@@ -17,6 +17,7 @@ from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import SandboxSpec
 from cellprompt.sandbox.client import HttpSandbox
+from cellprompt.sandbox.process import ProcessLaunched
 from cellprompt.sandbox.runtime_data import exposed_summary, forbidden_exposed, scan_code
 
 REQUIREMENTS = Path(__file__).resolve().parent / "service" / "requirements.txt"
@@ -104,7 +105,7 @@ def build_bwrap(python: Path | None = None, progress: Progress | None = None) ->
         build_numba_seed(python, seed)
     say("starting a sandbox to self-check")
     launched = backend.launch(SandboxSpec(memory="2g"), state.new_sandbox_id())
-    lost = "" if getattr(launched, "record", None) and launched.record.cgroups else (
+    lost = "" if isinstance(launched, ProcessLaunched) and launched.record.cgroups else (
         "; cgroups are not writable here, so limits fall back to rlimits: memory is capped as "
         "address space (tmpfs not counted), there is no CPU quota, and agent code runs at "
         "normal priority, so a fork bomb can delay the service's timeouts")
@@ -123,11 +124,11 @@ def build(backend: str, progress: Progress | None = None, **options: object) -> 
     if backend == "bwrap":
         return build_bwrap(progress=progress)
     if backend == "docker":
-        from cellprompt.sandbox import docker_backend
+        from cellprompt.sandbox import docker_image
         from cellprompt.sandbox.api import open_sandbox
 
-        tag = docker_backend.build_image(progress=progress, **options)  # type: ignore[arg-type]
-        if tag != docker_backend.image_tag():  # not the image sandboxes use: nothing to prove
+        tag = docker_image.build_image(progress=progress, **options)  # type: ignore[arg-type]
+        if tag != docker_image.image_tag():  # not the image sandboxes use: nothing to prove
             return f"docker image ready: {tag}"
         if progress:
             progress("listing the data files the sandbox image exposes")

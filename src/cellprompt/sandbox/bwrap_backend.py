@@ -49,6 +49,7 @@ from cellprompt.sandbox.limits import make_limits, parse_memory, remove_cgroups
 from cellprompt.sandbox.process import (
     SERVICE_PACKAGE_PARENT,
     ProcessLaunched,
+    attach_process,
     cleanup_stale_processes,
     start_process,
 )
@@ -342,6 +343,9 @@ class BwrapBackend(Backend):
             if sock is not None:
                 sock.close()  # the service holds its own copy
         return launched
+
+    def attach(self, record: state.SandboxRecord) -> Launched:
+        return attach_process(record)
 
     def cleanup_stale(self) -> list[str]:
         return cleanup_stale_processes(self.name)

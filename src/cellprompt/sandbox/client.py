@@ -11,9 +11,9 @@ host path is ever followed on the sandbox's say-so and no setuid bit lands.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
+import logging
 import tarfile
 import time
 import weakref
@@ -27,6 +27,8 @@ from cellprompt.errors import SandboxDiedError, SandboxError
 from cellprompt.sandbox.base import ExecutionResult, Launched
 from cellprompt.sandbox.transport import deadline, http_client, read_capped
 
+log = logging.getLogger(__name__)
+
 # on top of the cell's own timeout: interrupt grace and the reply (a restart is not awaited)
 TIMEOUT_MARGIN_S = 7.5
 CALL_TIMEOUT_S = 30.0  # any other call
@@ -35,8 +37,10 @@ ARCHIVE_OVERHEAD = 4 << 20  # tar headers and padding on top of the file bytes a
 
 
 def _stop(launched: Launched) -> None:
-    with contextlib.suppress(Exception):
+    try:
         launched.stop()
+    except Exception:  # a finaliser: nobody to raise to
+        log.debug("stopping sandbox %s failed", launched.sandbox_id, exc_info=True)
 
 
 def _relative(path: str) -> str:
@@ -162,8 +166,10 @@ class HttpSandbox:
     def close(self) -> None:
         """Stop the sandbox and delete its folders; idempotent."""
         self._dead = self._dead or f"sandbox {self.id} was closed"
-        with contextlib.suppress(Exception):
+        try:
             self._client.close()
+        except Exception:  # the connections die with the sandbox anyway
+            log.debug("closing the client of sandbox %s failed", self.id, exc_info=True)
         if self._finalizer is not None:
             self._finalizer()
 

@@ -25,21 +25,20 @@ one carries labels naming its launcher; `cleanup_stale` removes those whose
 launcher is gone, and every new run calls it. Removal kills first and uses
 short engine timeouts, so `stop()` returns within seconds even when the service
 inside is stopped or wedged.
+
+The image (engine connection, build, version check) is `docker_image.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
+import logging
 import os
 import socket
-import tarfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,20 +51,19 @@ from cellprompt.config import get_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
+from cellprompt.sandbox.docker_image import LABEL, connect, find_image
 from cellprompt.sandbox.limits import parse_memory
 from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid, write_token
 from cellprompt.sandbox.seccomp import docker_profile
 from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
     from docker.models.images import Image
 
-SERVICE_DIR = Path(__file__).resolve().parent / "service"
-IMAGE_REPO = "cellprompt-sandbox"
-LABEL = "org.cellprompt"  # prefix of every label we set on images and containers
-REBUILD = "rebuild it with `cellprompt sandbox build --backend docker`"
 START_TIMEOUT_S = 120.0
 ORPHAN_GRACE_S = 300.0  # a detached sandbox's folder may precede its container by this much
 RUN_IN = "/run/cellprompt"  # where the host's per-sandbox `run/` folder appears in the container
@@ -76,186 +74,6 @@ SERVICE_COMMAND = ["python", "-m", "service", "--uds", f"{RUN_IN}/kernel.sock",
 KILL_TIMEOUT_S = 3
 REMOVE_TIMEOUT_S = 5
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Host variables a build forwards to pip inside the image (only web indexes: a file:// index
-# or find-links folder lives on the host's disk and means nothing inside the build).
-PIP_BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
-
-ProgressCallback = Callable[[str], None]
-
-
-# -- engine ---------------------------------------------------------------------------------
-
-def _engine_address() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def connect(timeout: float = 120.0) -> DockerClient:
-    """A client of the engine `DOCKER_HOST` names, or a one-line error saying how to get one."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:
-        raise SandboxUnavailableError(
-            "the docker backend needs the Python package `docker`: "
-            "pip install 'cellprompt[docker]'") from None
-    try:
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
-    except DockerException as exc:
-        raise _engine_error(exc) from None
-    return client
-
-
-def _engine_error(exc: Exception) -> SandboxUnavailableError:
-    where = _engine_address()
-    text = str(exc)
-    if "Permission denied" in text or "PermissionError" in text:
-        return SandboxUnavailableError(
-            f"permission denied on the Docker socket {where}: add your user to the `docker` "
-            "group (`sudo usermod -aG docker $USER`, then log in again) or use --backend bwrap")
-    return SandboxUnavailableError(
-        f"no Docker engine answers at {where}: start Docker (e.g. `sudo systemctl start "
-        "docker`), point DOCKER_HOST at a running engine, or use --backend bwrap")
-
-
-# -- image ----------------------------------------------------------------------------------
-
-def image_tag() -> str:
-    """The image this cellprompt uses: the configured one, else one named for its version."""
-    return get_settings().docker_image or f"{IMAGE_REPO}:{__version__}"
-
-
-def _context_files() -> list[Path]:
-    return sorted(p for p in SERVICE_DIR.iterdir()
-                  if p.is_file() and (p.suffix == ".py" or p.name in ("requirements.txt",
-                                                                       "Dockerfile")))
-
-
-def service_hash() -> str:
-    """Digest of everything baked into the image from this package (service code, pins).
-
-    The version tag alone misses a service edited without a version bump (any source
-    checkout); comparing this digest catches it.
-    """
-    digest = hashlib.sha256()
-    for path in _context_files():
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _build_context() -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in _context_files():
-            info = tarfile.TarInfo(path.name)
-            data = path.read_bytes()
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
-
-
-def _forwarded_pip_args() -> dict[str, str]:
-    args: dict[str, str] = {}
-    for name in PIP_BUILD_ARGS:
-        value = os.environ.get(name, "").strip()
-        if name == "PIP_TRUSTED_HOST":
-            if value:
-                args[name] = value
-            continue
-        urls = [u for u in value.split() if u.startswith(("http://", "https://"))]
-        if urls:
-            args[name] = " ".join(urls)
-    return args
-
-
-def build_image(
-    *,
-    base_image: str | None = None,
-    tag: str | None = None,
-    network_mode: str | None = None,
-    build_args: dict[str, str] | None = None,
-    nocache: bool = False,
-    progress: ProgressCallback | None = None,
-) -> str:
-    """Build the sandbox image from `service/Dockerfile`; return its tag.
-
-    `base_image` defaults to the `docker_base_image` setting (the official slim Python
-    image), `network_mode` to the `docker_build_network` setting: an engine started
-    without a bridge (as in CI) can only reach the package index with `"host"`. pip's
-    index settings of the host (PIP_INDEX_URL, ...) are forwarded, so a build behind a
-    mirror works as the host's own pip does. `progress` receives each line of output.
-    """
-    settings = get_settings()
-    client = connect(timeout=3600)
-    tag = tag or image_tag()
-    base = base_image or settings.docker_base_image
-    args = {"BASE_IMAGE": base, **_forwarded_pip_args(), **(build_args or {})}
-    labels = {f"{LABEL}.version": __version__, f"{LABEL}.service-hash": service_hash()}
-    last: list[str] = []
-    try:
-        stream = client.api.build(
-            fileobj=_build_context(), custom_context=True, tag=tag, buildargs=args,
-            labels=labels, network_mode=network_mode or settings.docker_build_network,
-            rm=True, forcerm=True, nocache=nocache, decode=True)
-        for chunk in stream:
-            if "error" in chunk:
-                raise SandboxError(_build_failure(chunk["error"], last, base))
-            text = chunk.get("stream") or chunk.get("status") or ""
-            for line in text.splitlines():
-                if line.strip():
-                    last = [*last[-4:], line.strip()]
-                    if progress is not None:
-                        progress(line.rstrip())
-    except SandboxError:
-        raise
-    except Exception as exc:  # docker.errors.APIError/BuildError, connection loss
-        raise SandboxError(_build_failure(str(exc), last, base)) from None
-    try:
-        client.images.get(tag)
-    except Exception:
-        raise SandboxError(_build_failure("the engine reports no image after the build",
-                                          last, base)) from None
-    return tag
-
-
-def _build_failure(error: str, last: list[str], base: str) -> str:
-    error = " ".join(error.split())
-    step = next((line for line in reversed(last) if line.startswith("Step ")), "")
-    if " : FROM " in step or "pull access denied" in error:
-        return (f"docker image build failed: base image {base} is not available ({error[-300:]})"
-                "; pull it, or set CELLPROMPT_DOCKER_BASE_IMAGE to an image the engine has")
-    where = f" at {step}" if step else ""
-    return (f"docker image build failed{where}: {error[-400:]}; fix the cause and rerun "
-            "`cellprompt sandbox build --backend docker`")
-
-
-def find_image(client: DockerClient) -> Image:
-    """The sandbox image, checked against this package; else why it cannot be used."""
-    from docker.errors import ImageNotFound
-
-    tag = image_tag()
-    try:
-        image = client.images.get(tag)
-    except ImageNotFound:
-        others = client.images.list(filters={"label": f"{LABEL}.image=sandbox"})
-        versions = sorted({(i.labels or {}).get(f"{LABEL}.version", "?") for i in others})
-        if versions:
-            raise SandboxUnavailableError(
-                f"docker image {tag} is missing; the engine only has sandbox images of "
-                f"cellprompt {', '.join(versions)} (this is {__version__}): {REBUILD}") from None
-        raise SandboxUnavailableError(
-            f"docker image {tag} is missing: build it with "
-            "`cellprompt sandbox build --backend docker`") from None
-    labels = image.labels or {}
-    if labels.get(f"{LABEL}.version") != __version__:
-        raise SandboxUnavailableError(
-            f"docker image {tag} was built for cellprompt {labels.get(f'{LABEL}.version', '?')}"
-            f", this is {__version__}: {REBUILD}")
-    if labels.get(f"{LABEL}.service-hash") != service_hash():
-        raise SandboxUnavailableError(
-            f"docker image {tag} holds an older kernel service than this cellprompt: {REBUILD}")
-    return image
 
 
 # -- containers -----------------------------------------------------------------------------
@@ -294,9 +112,11 @@ def _remove(client: DockerClient, name: str, base: Path | None) -> None:
     """
     from docker.errors import APIError, NotFound
 
-    with contextlib.closing(_quick(client, KILL_TIMEOUT_S)) as quick, \
-            contextlib.suppress(Exception):  # not running, gone, slow: the removal decides
-        quick.api.kill(name)
+    with contextlib.closing(_quick(client, KILL_TIMEOUT_S)) as quick:
+        try:
+            quick.api.kill(name)
+        except Exception:  # not running, gone, slow: the removal decides
+            log.debug("killing container %s failed", name, exc_info=True)
     with contextlib.closing(_quick(client, REMOVE_TIMEOUT_S)) as quick:
         try:
             quick.api.remove_container(name, force=True)
@@ -306,6 +126,7 @@ def _remove(client: DockerClient, name: str, base: Path | None) -> None:
             if "already in progress" not in str(exc):
                 raise
         except Exception:  # no answer in time: finish later, never hold the caller
+            log.debug("removing container %s: finishing in the background", name, exc_info=True)
             threading.Thread(target=_remove_quietly, args=(client, name, None), daemon=True,
                              name=f"remove-{name}").start()
     if base is not None and base.parent == state.state_root():
@@ -316,11 +137,13 @@ def _remove_quietly(client: DockerClient, name: str, base: Path | None) -> None:
     """For finalisers: at interpreter exit the engine may be gone; nothing to report to."""
     from docker.errors import NotFound
 
-    with contextlib.suppress(Exception):
+    try:
         with contextlib.suppress(NotFound):
             client.api.remove_container(name, force=True)
         if base is not None and base.parent == state.state_root():
             state.remove_dir(base.name)
+    except Exception:
+        log.debug("removing container %s failed", name, exc_info=True)
 
 
 def _memory_cgroups(pid: int) -> list[str]:
@@ -640,14 +463,13 @@ class DockerBackend(Backend):
             return False
         return True
 
-    def attach(self, sandbox_id: str) -> DockerLaunched:
-        """The recorded sandbox `sandbox_id`, running or not (for `sandbox exec/stop/logs`)."""
-        rec = state.read_record(sandbox_id)
-        if rec is None or rec.backend != self.name or rec.container is None:
+    def attach(self, record: state.SandboxRecord) -> DockerLaunched:
+        sandbox_id = record.sandbox_id
+        if record.backend != self.name or record.container is None:
             raise SandboxError(f"no docker sandbox {sandbox_id}; see `cellprompt sandbox status`")
-        endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None,
-                            peer_pid=rec.peer_pid)
-        return DockerLaunched(self.client, rec.container, sandbox_id, endpoint,
+        endpoint = Endpoint(token=record.token or "", uds=Path(record.uds) if record.uds else None,
+                            peer_pid=record.peer_pid)
+        return DockerLaunched(self.client, record.container, sandbox_id, endpoint,
                               state.sandbox_dir(sandbox_id), detached=True)
 
 
@@ -662,6 +484,5 @@ def _is_stale(status: str, labels: dict[str, str]) -> bool:
     started = labels.get(f"{LABEL}.parent-started")
     if not pid:
         return True
-    return not state.pid_alive(int(pid), float(started) if started not in (None, "", "None")
-                               else None)
+    return not state.pid_alive(int(pid), float(started) if started and started != "None" else None)
 

@@ -16,6 +16,7 @@ from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
 from cellprompt.sandbox.process import (
     SERVICE_PACKAGE_PARENT,
+    attach_process,
     cleanup_stale_processes,
     free_port,
     start_process,
@@ -66,6 +67,9 @@ class LocalBackend(Backend):
         if not spec.detached:
             argv += ["--parent-pid", str(os.getpid())]
         return start_process(argv, record=record, endpoint=endpoint, env=env, cwd=Path(workspace))
+
+    def attach(self, record: state.SandboxRecord) -> Launched:
+        return attach_process(record)
 
     def cleanup_stale(self) -> list[str]:
         return cleanup_stale_processes(self.name)

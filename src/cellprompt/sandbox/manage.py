@@ -1,17 +1,21 @@
-"""Find, attach to, read and stop sandboxes by id: what `cellprompt sandbox status/stop/...` use."""
+"""Find, attach to, read and stop sandboxes by id: what `cellprompt sandbox status/stop/...` use.
+
+Each recorded sandbox is reached through its own backend's `attach`, so nothing here
+knows how a backend keeps its sandboxes (a host process, a container).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
-from cellprompt.sandbox.base import Endpoint, Launched
+from cellprompt.sandbox.base import Launched
 from cellprompt.sandbox.client import HttpSandbox
-from cellprompt.sandbox.limits import remove_cgroups
-from cellprompt.sandbox.process import ProcessLaunched, terminate_pid
+from cellprompt.sandbox.registry import get_backend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,13 +31,7 @@ class SandboxInfo:
 
 
 def _launched(rec: state.SandboxRecord) -> Launched:
-    if rec.backend == "docker":
-        from cellprompt.sandbox.docker_backend import DockerBackend
-
-        return DockerBackend().attach(rec.sandbox_id)
-    endpoint = Endpoint(token=rec.token or "", uds=Path(rec.uds) if rec.uds else None,
-                        host=rec.host, port=rec.port, peer_pid=rec.peer_pid)
-    return ProcessLaunched(rec, endpoint)
+    return get_backend(rec.backend, unsafe=True).attach(rec)  # attaching launches nothing
 
 
 def _record(sandbox_id: str) -> state.SandboxRecord:
@@ -46,12 +44,11 @@ def _record(sandbox_id: str) -> state.SandboxRecord:
 def list_sandboxes() -> list[SandboxInfo]:
     infos = []
     for rec in state.all_records():
-        if rec.backend == "docker":
+        try:
+            alive = _launched(rec).alive()
+        except Exception:  # its engine is unreachable (docker): judge by the record alone
+            log.debug("cannot reach sandbox %s", rec.sandbox_id, exc_info=True)
             alive = not state.is_stale(rec)
-            with contextlib.suppress(Exception):
-                alive = _launched(rec).alive()
-        else:
-            alive = state.pid_alive(rec.pid, rec.pid_started)
         infos.append(SandboxInfo(rec, alive))
     return infos
 
@@ -74,14 +71,7 @@ def logs(sandbox_id: str, lines: int = 100) -> str:
 
 
 def stop(sandbox_id: str) -> None:
-    rec = _record(sandbox_id)
-    if rec.backend == "docker":
-        _launched(rec).stop()
-        return
-    if rec.pid is not None:
-        terminate_pid(rec.pid, rec.pid_started)
-    remove_cgroups(rec.cgroups)
-    state.remove_dir(sandbox_id)
+    _launched(_record(sandbox_id)).stop()
 
 
 def stop_all() -> list[str]:
@@ -89,8 +79,11 @@ def stop_all() -> list[str]:
     (also those whose record folder is gone)."""
     stopped = []
     for rec in state.all_records():
-        with contextlib.suppress(SandboxError):
+        try:
             stop(rec.sandbox_id)
+        except SandboxError:
+            log.debug("cannot stop sandbox %s", rec.sandbox_id, exc_info=True)
+        else:
             stopped.append(rec.sandbox_id)
     try:
         from cellprompt.sandbox.docker_backend import DockerBackend

@@ -6,7 +6,7 @@ it, so the caller closes it and the pool starts a replacement in the background.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -15,6 +15,8 @@ from typing import Any
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox.api import open_sandbox
 from cellprompt.sandbox.client import HttpSandbox
+
+log = logging.getLogger(__name__)
 
 
 class SandboxPool:
@@ -81,8 +83,10 @@ class SandboxPool:
             self._ready.clear()
             self._cond.notify_all()
         for sandbox in idle:
-            with contextlib.suppress(Exception):
+            try:
                 sandbox.close()
+            except Exception:  # closing the rest matters more
+                log.debug("closing idle sandbox %s failed", sandbox.id, exc_info=True)
         self._thread.join(timeout=120)
 
     def __enter__(self) -> SandboxPool:

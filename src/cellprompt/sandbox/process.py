@@ -60,6 +60,13 @@ def terminate_pid(pid: int, started: float | None, group: bool = True) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def attach_process(record: state.SandboxRecord) -> ProcessLaunched:
+    """A recorded host-process sandbox (local or bwrap), reached through its recorded endpoint."""
+    endpoint = Endpoint(token=record.token or "", uds=Path(record.uds) if record.uds else None,
+                        host=record.host, port=record.port, peer_pid=record.peer_pid)
+    return ProcessLaunched(record, endpoint)
+
+
 class ProcessLaunched(Launched):
     """A kernel service running as one host process (plain or under bubblewrap)."""
 

@@ -1,41 +1,54 @@
-"""Backend names to backends, and the `auto` choice: docker, else bwrap, else a clear error."""
+"""Backend names to backends, and the `auto` choice: docker, else bwrap, else a clear error.
+
+Each backend is a factory registered with `@backends.register(name)`; it imports its
+module when asked for, so an optional SDK (docker) is needed only by its own backend.
+"""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
 from cellprompt.errors import SandboxError, SandboxUnavailableError
+from cellprompt.registry import Registry
 from cellprompt.sandbox.base import Backend
 
-BACKENDS = ("local", "bwrap", "docker")
+BackendFactory = Callable[[bool], Backend]  # unsafe -> backend
+
+backends: Registry[BackendFactory] = Registry("sandbox backend")
 
 
-def _docker() -> Backend:
-    """Imported lazily: the docker SDK is an optional extra."""
-    module = importlib.import_module("cellprompt.sandbox.docker_backend")
-    return module.DockerBackend()
+@backends.register("local")
+def _local(unsafe: bool) -> Backend:
+    from cellprompt.sandbox.local_backend import LocalBackend
+
+    return LocalBackend(unsafe=unsafe)
+
+
+@backends.register("bwrap")
+def _bwrap(unsafe: bool) -> Backend:
+    from cellprompt.sandbox.bwrap_backend import BwrapBackend
+
+    return BwrapBackend()
+
+
+@backends.register("docker")
+def _docker(unsafe: bool) -> Backend:
+    try:
+        from cellprompt.sandbox.docker_backend import DockerBackend
+    except ImportError as exc:  # the docker SDK is an optional extra
+        raise SandboxUnavailableError(
+            f"the docker backend cannot load ({exc}): pip install 'cellprompt[docker]'") from None
+    return DockerBackend()
 
 
 def get_backend(name: str = "auto", *, unsafe: bool = False) -> Backend:
     """The backend called `name`; `auto` returns the first that works here."""
-    if name == "local":
-        from cellprompt.sandbox.local_backend import LocalBackend
-
-        return LocalBackend(unsafe=unsafe)
-    if name == "bwrap":
-        from cellprompt.sandbox.bwrap_backend import BwrapBackend
-
-        return BwrapBackend()
-    if name == "docker":
-        try:
-            return _docker()
-        except ImportError as exc:
-            raise SandboxUnavailableError(
-                f"the docker backend cannot load ({exc}): pip install 'cellprompt[docker]'"
-            ) from None
     if name == "auto":
         return _auto()
-    raise SandboxError(f"unknown sandbox backend {name!r}: use one of auto, {', '.join(BACKENDS)}")
+    factory = backends.get(name)
+    if factory is None:
+        raise SandboxError(f"unknown sandbox backend {name!r}: use one of auto, {', '.join(backends)}")
+    return factory(unsafe)
 
 
 def _auto() -> Backend:

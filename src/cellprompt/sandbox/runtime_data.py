@@ -24,6 +24,7 @@ import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 # suffixes of single-cell data containers: never legitimate inside a library's install
 CELL_DATA_SUFFIXES = (".h5ad", ".h5mu", ".loom", ".mtx", ".mtx.gz", ".zarr", ".rds", ".rda",
@@ -44,7 +45,7 @@ DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".npz", ".npy", ".h5", ".
 SELF = "cellprompt"
 
 
-def _runtime_info(python: Path) -> dict[str, object]:
+def _runtime_info(python: Path) -> dict[str, list[str]]:
     """The interpreter's own view of its prefixes and site folders (it may be another venv)."""
     code = ("import json, site, sys; print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, "
             "sys.exec_prefix, sys.base_exec_prefix], 'site': [*site.getsitepackages(), "
@@ -59,14 +60,14 @@ def _runtime_info(python: Path) -> dict[str, object]:
 def runtime_prefixes(python: Path) -> list[Path]:
     """The folders the sandbox binds for `python`: its venv and its base installation."""
     info = _runtime_info(python)
-    found = {Path(p).resolve() for p in info["prefixes"]}  # type: ignore[union-attr]
+    found = {Path(p).resolve() for p in info["prefixes"]}
     found |= {python.absolute().parent.parent, python.resolve().parent.parent}
     return sorted(found)
 
 
 def _site_dirs(python: Path, prefixes: list[Path]) -> list[Path]:
     info = _runtime_info(python)
-    dirs = {Path(p) for p in info["site"] if Path(p).is_dir()}  # type: ignore[union-attr]
+    dirs = {Path(p) for p in info["site"] if Path(p).is_dir()}
     for prefix in prefixes:
         for lib in ("lib", "lib64"):
             dirs |= {d for d in (prefix / lib).glob("python*/site-packages") if d.is_dir()}
@@ -214,10 +215,10 @@ print(json.dumps({{"files": sorted(found), "cheats": cheats}}))
 """
 
 
-def forbidden_exposed(scan: dict[str, object]) -> list[str]:
+def forbidden_exposed(scan: dict[str, Any]) -> list[str]:
     """From `scan_code`'s output: the visible files (and cheats) that must not be there."""
-    bad: list[str] = list(scan.get("cheats") or [])  # type: ignore[call-overload]
-    for root, path in scan.get("files") or []:  # type: ignore[union-attr]
+    bad: list[str] = list(scan.get("cheats") or [])
+    for root, path in scan.get("files") or []:
         p, r = Path(path), Path(root)
         why = forbidden(p, r if p.is_relative_to(r) else None)
         if why is None and (p.name.startswith(SELF) or f"/{SELF}/" in path):
@@ -227,10 +228,10 @@ def forbidden_exposed(scan: dict[str, object]) -> list[str]:
     return bad
 
 
-def exposed_summary(scan: dict[str, object], limit: int = 8) -> str:
+def exposed_summary(scan: dict[str, Any], limit: int = 8) -> str:
     """The allowed data files, counted per top-level package, for the build's report."""
     counts: dict[str, int] = {}
-    for root, path in scan.get("files") or []:  # type: ignore[union-attr]
+    for root, path in scan.get("files") or []:
         rel = Path(path).relative_to(root) if Path(path).is_relative_to(root) else Path(path)
         parts = rel.parts
         if "site-packages" in parts[:-1]:  # the base installation's packages, by package

@@ -15,17 +15,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from cellprompt.config import get_settings
+from cellprompt.records.versioned import Versioned
 
 SCHEMA_VERSION = 1
 RECORD = "record.json"
 
 
-class SandboxRecord(BaseModel):
+class SandboxRecord(Versioned):
     """What `cellprompt sandbox status/stop/logs/exec` and stale cleanup need to know."""
 
+    SCHEMA_VERSION = SCHEMA_VERSION
     schema_version: int = SCHEMA_VERSION
     sandbox_id: str
     backend: str

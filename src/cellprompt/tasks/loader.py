@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from cellprompt.errors import GradingError, TaskError
 from cellprompt.grading import build_grader
-from cellprompt.tasks.spec import AnswerField, Category, Task
+from cellprompt.tasks.spec import AnswerField, AnswerType, Category, Task
 
 TASK_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -85,7 +85,7 @@ def load_yaml_task(path: Path) -> Task:
     return task_from_dict(data, str(path))
 
 
-_ANSWER_TYPES: dict[str, tuple[str, str]] = {
+_ANSWER_TYPES: dict[str, tuple[str, AnswerType]] = {
     "multiple_choice": ("answer", "string"),
     "marker_gene_precision_recall": ("top_marker_genes", "list[string]"),
     "label_set_jaccard": ("cell_types_predicted", "list[string]"),
@@ -100,7 +100,7 @@ def _scbench_answer(grader: dict[str, Any]) -> list[AnswerField]:
         return [AnswerField(name=k, type="number") for k in (config.get("ground_truth") or {})]
     if kind in _ANSWER_TYPES:
         name, type_ = _ANSWER_TYPES[kind]
-        return [AnswerField(name=config.get("answer_field", name), type=type_)]  # type: ignore[arg-type]
+        return [AnswerField(name=config.get("answer_field", name), type=type_)]
     return []
 
 

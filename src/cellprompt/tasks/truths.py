@@ -188,7 +188,8 @@ def _markers_consensus(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Par
                                index=lognorm.obs_names)
     x = _dense(lognorm.X)
     up = x[group].mean(axis=0) > x[rest].mean(axis=0)
-    top_n, votes = p.get("top_n", 25), {}
+    top_n = p.get("top_n", 25)
+    votes: dict[str, int] = {}
     rankings: dict[str, list[str]] = {}
     for method in ("wilcoxon", "t-test", "logreg"):
         if method == "logreg":  # one multinomial fit over every label (binary fits flip sign)

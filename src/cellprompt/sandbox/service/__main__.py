@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from service import procs
 from service.kernel_process import KernelProcess
@@ -88,7 +89,7 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
 
     app = create_app(runner, token)
     del token
-    opts = dict(log_level="warning", access_log=False, lifespan="off", http="h11")
+    opts: dict[str, Any] = dict(log_level="warning", access_log=False, lifespan="off", http="h11")
     with contextlib.suppress(ImportError):
         import httptools  # noqa: F401
 

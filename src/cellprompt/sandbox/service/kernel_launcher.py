@@ -25,11 +25,12 @@ def _bound_output_buffers() -> None:
     from ipykernel.iostream import OutStream
 
     original = OutStream.write
+    pending_of: dict[int, int] = {}  # characters since the last flush, per stream (kernel-long)
 
     def write(self: OutStream, string: str) -> int | None:
         if not isinstance(string, str) or len(string) <= FLUSH_AT:
             written = original(self, string)
-            pending = getattr(self, "_cellprompt_pending", 0) + len(string or "")
+            pending = pending_of.get(id(self), 0) + len(string or "")
         else:  # one huge write goes out in pieces
             for start in range(0, len(string), FLUSH_AT):
                 original(self, string[start:start + FLUSH_AT])
@@ -38,7 +39,7 @@ def _bound_output_buffers() -> None:
         if pending >= FLUSH_AT:
             self.flush()  # waits until the IOPub thread has sent the buffer
             pending = 0
-        self._cellprompt_pending = pending
+        pending_of[id(self)] = pending
         return written
 
     OutStream.write = write  # type: ignore[method-assign]

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from cellprompt.export.report import build_report
 from cellprompt.grading.base import GradeResult
 from cellprompt.llm.base import Usage
-from cellprompt.runs.schema import (
+from cellprompt.records.run import (
     Evaluation,
     ExecutionRecord,
     JudgeCriterion,

@@ -34,6 +34,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T | None:
         return self._entries.get(name)
 
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cellprompt.config import reset_settings
-from cellprompt.runs.schema import TrialSpec
+from cellprompt.records.run import TrialSpec
 from cellprompt.runs.trial import execute_trial
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cellprompt.evolve.evidence import render_trial, trial_score
 from cellprompt.grading.base import GradeResult
-from cellprompt.runs.schema import (
+from cellprompt.records.run import (
     Evaluation,
     ExecutionRecord,
     JudgeCriterion,
@@ -73,7 +73,7 @@ def _evaluation(grade: float = 40.0) -> Evaluation:
 
 def test_evidence_holds_failed_graders_judge_comments_error_tail_and_code() -> None:
     text = render_trial(_record(), _evaluation(), 0.5)
-    assert "numeric_tolerance (score 0.00): n_cells_high_mito: 0 vs expected 188" in text
+    assert "numeric_tolerance (score 0.00): did not pass" in text and "188" not in text
     assert "Passed graders: format" in text
     assert "- correctness 2/10: wrong threshold unit" in text
     assert "Judge comments: Thresholded a fraction as a percentage." in text
@@ -93,3 +93,32 @@ def test_score_blends_the_judge_only_when_asked_and_ok() -> None:
     assert trial_score(record, failed, 0.5) == 0.5
     record.score = None  # an ungradable trial scores zero, never crashes the search
     assert trial_score(record, None, 0.0) == 0.0
+
+
+def test_evidence_says_what_was_wrong_never_the_expected_value() -> None:
+    """Real graders' messages quote the truth; the evidence rebuilt from them must not."""
+    from cellprompt.grading.registry import grade
+
+    numeric = grade({"type": "numeric_tolerance", "config": {"ground_truth": {"n_cells_high_mito": 188},
+                                                             "tolerance": 2}}, {"n_cells_high_mito": 0})
+    choice = grade({"type": "multiple_choice", "config": {"correct_answer": "C"}}, {"answer": "D"})
+    markers = grade({"type": "marker_gene_precision_recall",
+                     "config": {"canonical_markers": ["CD79A", "MS4A1", "CD19"], "answer_field": "markers"}},
+                    {"markers": ["CD3E", "CD79A"]})
+    missing = grade({"type": "numeric_tolerance", "config": {"ground_truth": {"n_pcs": 37}}}, {})
+    assert "188" in numeric.reasoning and "C" in choice.reasoning  # the graders do quote it
+    record = _record().model_copy(update={"grades": [numeric, choice, markers, missing]})
+    text = render_trial(record, None, 0.0)
+    assert "n_cells_high_mito: outside the tolerance" in text
+    assert "answer: not the right choice" in text
+    assert "n_pcs: missing" in text
+    assert "marker_gene_precision_recall (score" in text
+    for truth in ("188", "190", "186", "is not C", "MS4A1", "CD19", "37"):
+        assert truth not in text, truth
+
+
+def test_an_unknown_graders_text_is_shown_with_truth_values_withheld() -> None:
+    custom = GradeResult(grader="my_check", score=0.0, passed=False, metrics={"expected_label": "Gfi1"},
+                         reasoning="picked Irf8 but the factor is Gfi1")
+    text = render_trial(_record().model_copy(update={"grades": [custom]}), None, 0.0)
+    assert "picked Irf8 but the factor is [withheld]" in text and "Gfi1" not in text

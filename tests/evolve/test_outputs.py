@@ -37,13 +37,28 @@ def test_html_section_holds_the_curve_the_test_table_and_the_diff(evolved) -> No
 
 def test_html_section_plugs_into_the_report(evolved, tmp_path: Path) -> None:
     from cellprompt.export.report import build_report
-    from cellprompt.runs.schema import RunManifest
+    from cellprompt.records.run import RunManifest
     from cellprompt.runs.store import RunStore
 
     store = RunStore.create(tmp_path, RunManifest(run_id="r1"))
     out = build_report([store], tmp_path / "report.html", extra_sections=[html_section(evolved)])
     text = out.read_text(encoding="utf-8")
     assert "Prompt evolution" in text and "data:image/png;base64," in text
+
+
+def test_the_candidate_table_tells_each_candidates_story(evolved) -> None:
+    from cellprompt.evolve.report import candidate_rows
+
+    rows = {r["id"]: r for r in candidate_rows(evolved)}
+    assert rows == {r["id"]: r for r in candidate_rows(evolved)}  # deterministic
+    assert len(rows) == len({c.candidate_id for c in evolved.candidates()})
+    summary = (evolved.path / "summary.json").read_text()
+    best = next(r for r in rows.values() if f'"best_id":"{r["id"]}"' in summary.replace(" ", ""))
+    assert best["verdict"] == "accepted" and best["val"]
+    rejected = [r for r in rows.values() if r["verdict"] == "rejected"]
+    assert rejected and all(r["reason"] and r["parent"] and r["change"] for r in rejected)
+    _, body = html_section(evolved)
+    assert "<h4>Candidates</h4>" in body and "Stopped:" in body
 
 
 def test_an_unchanged_prompt_says_so_instead_of_an_empty_diff() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from cellprompt.evolve import EvolutionFolder, run_evolution, start_evolution
 from cellprompt.evolve.simulation import SimEvaluator, SimReflectionModel, SimWorld
-from cellprompt.runs.schema import TrialRecord
+from cellprompt.records.run import TrialRecord
 from tests.evolve.conftest import sim_config
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cellprompt.runs.schema import ExecutionRecord
+from cellprompt.records.run import ExecutionRecord
 from cellprompt.runs.store import RunStore
 from tests.export.run_factory import kernel_cells, make_run
 

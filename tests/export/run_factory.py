@@ -17,7 +17,7 @@ from jupyter_client.manager import start_new_kernel
 
 from cellprompt.grading.base import GradeResult
 from cellprompt.llm.base import Usage
-from cellprompt.runs.schema import (
+from cellprompt.records.run import (
     Evaluation,
     ExecutionRecord,
     JudgeCriterion,

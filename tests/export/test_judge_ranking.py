@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cellprompt.export.judge_ranking import judge_ranking, judge_section_html
-from cellprompt.runs.schema import Evaluation, JudgeSample, TrialRecord, TrialSpec
+from cellprompt.records.run import Evaluation, JudgeSample, TrialRecord, TrialSpec
 
 
 def _trial(prompt: str, rep: int) -> TrialRecord:

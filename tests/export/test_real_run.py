@@ -13,7 +13,8 @@ from cellprompt.errors import SandboxUnavailableError
 from cellprompt.export.notebook import trial_to_notebook
 from cellprompt.export.report import build_report
 from cellprompt.export.reproduce import reproduce, trial_mounts
-from cellprompt.grading.judge import DEFAULT_CRITERIA, evaluate_run
+from cellprompt.grading.judge import DEFAULT_CRITERIA
+from cellprompt.runs.evaluate import evaluate_run
 from cellprompt.runs.store import RunStore
 
 TASK = "pbmc68k-leiden-clustering"

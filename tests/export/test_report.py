@@ -13,7 +13,7 @@ import pytest
 
 from cellprompt.export.report import build_report
 from cellprompt.jsonl import TruncatedLineWarning
-from cellprompt.runs.schema import ExecutionRecord
+from cellprompt.records.run import ExecutionRecord
 from cellprompt.runs.store import RunStore
 from tests.export.run_factory import make_run, make_trial
 
@@ -132,7 +132,7 @@ def test_cli_notebook_writes_one_per_trial(tmp_path: Path, cells: dict[str, Exec
 
 
 def test_report_of_a_run_with_no_trials(tmp_path: Path) -> None:
-    from cellprompt.runs.schema import RunManifest
+    from cellprompt.records.run import RunManifest
 
     store = RunStore.create(tmp_path, RunManifest(run_id="empty"))
     with warnings.catch_warnings():

@@ -13,7 +13,7 @@ import pytest
 from cellprompt.errors import SandboxUnavailableError
 from cellprompt.export.notebook import trial_to_notebook
 from cellprompt.export.reproduce import normalise, reproduce
-from cellprompt.runs.schema import ExecutionRecord
+from cellprompt.records.run import ExecutionRecord
 from tests.export.run_factory import make_run
 
 

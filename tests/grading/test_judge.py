@@ -12,7 +12,6 @@ from cellprompt.grading.base import GradeResult
 from cellprompt.grading.judge import (
     DEFAULT_CRITERIA,
     Rubric,
-    evaluate_run,
     judge_trial,
     load_rubric,
     parse_verdict,
@@ -22,7 +21,8 @@ from cellprompt.grading.judge import (
 )
 from cellprompt.jsonl import TruncatedLineWarning
 from cellprompt.llm import make_model
-from cellprompt.runs.schema import ExecutionRecord, RunManifest, TrialRecord, TrialSpec, Turn
+from cellprompt.records.run import ExecutionRecord, RunManifest, TrialRecord, TrialSpec, Turn
+from cellprompt.runs.evaluate import evaluate_run
 from cellprompt.runs.store import RunStore
 from cellprompt.tasks.spec import Task
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -292,8 +292,8 @@ def test_cli_evaluate(tmp_path: Path) -> None:
     judge = judge_file(tmp_path, ["no json here"])
     cmd = [sys.executable, "-m", "cellprompt.cli.main", "evaluate", str(store.path), "--judge-model", judge]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "judged 0, failed 2" in result.stdout and "judgement(s) failed" in result.stderr
+    assert result.returncode == 1, result.stderr  # a judge that fails is not a grade (issue 15)
+    assert "judged 0, failed 2" in result.stdout and "judgement(s) failed; the first:" in result.stderr
     missing = subprocess.run([*cmd[:4], str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert (
         missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
@@ -302,7 +302,7 @@ def test_cli_evaluate(tmp_path: Path) -> None:
 
 def open_record(tmp_path: Path, trial_id: str = "o1") -> TrialRecord:
     """An open-analysis trial with a figure its code showed and one it saved in its workspace."""
-    from cellprompt.runs.schema import TrialSpec as Spec
+    from cellprompt.records.run import TrialSpec as Spec
 
     png = bytes.fromhex("89504e470d0a1a0a") + b"fake-png"
     (tmp_path / "artifacts" / trial_id / "workspace").mkdir(parents=True)

@@ -7,7 +7,7 @@ import pytest
 
 from cellprompt.grading.stats import agreement, bootstrap_ci, compute_stats
 from cellprompt.llm.base import Usage
-from cellprompt.runs.schema import Evaluation, JudgeSample, TrialRecord, TrialSpec
+from cellprompt.records.run import Evaluation, JudgeSample, TrialRecord, TrialSpec
 
 
 def trial(i: int, prompt: str, model: str, task: str, score: float | None, cost: float = 0.01) -> TrialRecord:

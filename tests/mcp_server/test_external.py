@@ -14,8 +14,8 @@ import pytest
 from cellprompt.agent.tools import coerce_answer
 from cellprompt.errors import ModelError
 from cellprompt.llm import make_model
+from cellprompt.records.run import Limits
 from cellprompt.runs.runner import create_run, plan_trials, run
-from cellprompt.runs.schema import Limits
 from cellprompt.runs.store import RunStore
 from tests.mcp_server.conftest import OTHER_TASK, PROMPT, QUICK_TASK, agent_model, read_log, write_plan
 

@@ -18,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from cellprompt.agent.tools import coerce_answer
 from cellprompt.export.notebook import trial_to_notebook
 from cellprompt.llm.reference import last_json_object
+from cellprompt.records.run import TrialRecord
 from cellprompt.runs.plan import plan_trials
-from cellprompt.runs.schema import TrialRecord
 from cellprompt.runs.store import RunStore
 from cellprompt.runs.trial import execute_trial
 from tests.mcp_server.conftest import PROMPT, QUICK_TASK, write_plan

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cellprompt.errors import MissingAPIKeyError
+from cellprompt.records.run import Limits, TrialRecord
 from cellprompt.runs.runner import create_run, plan_trials, run
-from cellprompt.runs.schema import Limits, TrialRecord
 from cellprompt.runs.store import RunStore
 from tests.fakes.script import Call, Error, FakeRequest, Hang, Reply
 from tests.runs.conftest import QUICK_TASK, last_json, reference_cells, solving_policy

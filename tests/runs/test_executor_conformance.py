@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from cellprompt.records.run import TrialRecord, TrialSpec
 from cellprompt.runs.executors import Executor, LocalExecutor, make_executor
 from cellprompt.runs.runner import create_run, plan_trials, run
-from cellprompt.runs.schema import TrialRecord, TrialSpec
 
 EXECUTORS = ["local", "ray"]
 

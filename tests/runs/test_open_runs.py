@@ -186,7 +186,7 @@ def test_without_a_terminal_missing_arguments_are_one_line_errors(run_env: Path,
     cwd = run_env.parent
     (cwd / "p.txt").write_text("x")
     cases = [
-        ((), "missing --prompt"),
+        ((), "missing --dataset (or --task)"),  # the prompt defaults to baseline
         (("--prompt", "p.txt"), "missing --dataset (or --task)"),
         (
             ("--prompt", "p.txt", "--dataset", "builtin:nope", "--model", "reference"),

@@ -16,7 +16,7 @@ from cellprompt.agent.formatting import DEFAULT_FEEDBACK_CHARS, describe_result
 from cellprompt.agent.tools import EXECUTE, SUBMIT, TOOLS, code_blocks, coerce_answer, eval_answer
 from cellprompt.errors import CellpromptError, SandboxDiedError
 from cellprompt.llm.base import ChatModel, Message, Usage
-from cellprompt.runs.schema import ExecutionRecord, LimitName, TrialStatus, Turn
+from cellprompt.records.run import ExecutionRecord, LimitName, Limits, TrialStatus, Turn
 from cellprompt.sandbox.base import ExecutionResult, Sandbox
 
 TEXT_MODE_HELP = (
@@ -36,6 +36,11 @@ class AgentLimits:
     execution_timeout_s: float = 300.0
     send_images: bool = True
     feedback_chars: int = DEFAULT_FEEDBACK_CHARS
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> AgentLimits:
+        """The loop's limits from a trial's merged `Limits` (fields left unset keep these defaults)."""
+        return cls(**limits.model_dump(exclude_none=True))
 
 
 @dataclass

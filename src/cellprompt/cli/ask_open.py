@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.prompt import IntPrompt, Prompt
 
-from cellprompt.cli.console import ask, err, interactive, out
+from cellprompt.cli.console import err, interactive, out
 from cellprompt.errors import UsageError
 
 END = "END"  # prompts hold blank lines, so a paste ends with a line holding only this
@@ -46,13 +46,16 @@ def _ask_path(question: str, want_dir: bool) -> str:
 
 
 def ask_prompts(values: list[str] | None) -> list[str]:
-    """`--prompt` values, or on a terminal a choice of pasted text, a file or a folder of prompts."""
+    """`--prompt` values, or on a terminal a choice of the built-in baseline, pasted text, a file or a
+    folder of prompts; without a terminal the baseline, the same default a terminal offers."""
     if values:
         return values
     if not interactive():
-        ask(None, "--prompt", "")  # raises the one-line error
-    source = Prompt.ask("Prompt source", choices=["paste", "file", "folder"], default="file",
-                        console=out)
+        return ["baseline"]
+    source = Prompt.ask("Prompt source", choices=["baseline", "paste", "file", "folder"],
+                        default="baseline", console=out)
+    if source == "baseline":
+        return ["baseline"]
     if source == "paste":
         return [_read_paste()]
     return [_ask_path(f"Prompt {source} path", want_dir=source == "folder")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -10,8 +11,18 @@ from rich.prompt import Prompt
 
 from cellprompt.errors import UsageError
 
-out = Console(soft_wrap=True)  # paths and commands are copied from here: never wrap them
-err = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line (paths, commands)
+# Without a terminal (a pipe, a file, CI) rich assumes 80 columns and cuts table cells, task ids
+# included; nothing limits the width of a file, so tables get room for their longest id there.
+PIPE_WIDTH = 400
+
+
+def _width(stream: object) -> int | None:
+    is_tty = getattr(stream, "isatty", lambda: False)()
+    return None if is_tty or os.environ.get("COLUMNS") else PIPE_WIDTH
+
+
+out = Console(soft_wrap=True, width=_width(sys.stdout))  # paths and commands are copied from here
+err = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))  # one-line messages stay one line
 
 
 def interactive() -> bool:
@@ -21,11 +32,18 @@ def interactive() -> bool:
 
 def ask(value: str | None, option: str, question: str, *, choices: Sequence[str] | None = None,
         default: str | None = None) -> str:
-    """Return `value`, or ask for it on a terminal, or fail with the option to pass."""
+    """Return `value`, or ask for it on a terminal, or fail with the option to pass.
+
+    Without a terminal a question that has a default takes it, so a script gets the same run as a
+    person pressing Enter; only questions without a default fail.
+    """
     if value is not None:
         return value
     if not interactive():
-        raise UsageError(f"missing {option}: pass it on the command line (no terminal to ask on)")
+        if default is not None:
+            return default
+        shown = f" (one of: {', '.join(choices)})" if choices else ""
+        raise UsageError(f"missing {option}{shown}: pass it on the command line (no terminal to ask on)")
     if default is None:  # rich's overloads: no default means the answer is always a str
         return Prompt.ask(question, choices=list(choices) if choices else None, console=out)
     return Prompt.ask(question, choices=list(choices) if choices else None, default=default,

@@ -77,7 +77,7 @@ def versions_cmd(
 def _census_table(rows: list[ds.CensusDataset]) -> Table:
     table = Table(title=f"Census datasets ({len(rows)})")
     table.add_column("#", justify="right")
-    table.add_column("Dataset id", no_wrap=True)
+    table.add_column("Dataset id", overflow="fold", min_width=36)  # copied to download: keep whole
     table.add_column("Title")
     table.add_column("Collection")
     table.add_column("Organism")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cellprompt.cli.console import err, out
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     ) -> None:
         """Grade every trial with an LLM judge; results go to evaluations.jsonl."""
-        from cellprompt.grading.judge import evaluate_run
+        from cellprompt.runs.evaluate import evaluate_run
 
         store = RunStore.open(run, get_settings().outputs_dir)
         if judge_model is None:
@@ -60,7 +61,14 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         if summary.failed:
+            first = next((e for e in store.evaluations().values() if not e.ok), None)
+            reason = (first.error or "no reason recorded").strip().splitlines()[0] if first else "?"
             err.print(
-                f"[yellow]{summary.failed} judgement(s) failed[/]: their reasons are in "
-                "evaluations.jsonl; re-run `cellprompt evaluate` to retry them"
+                f"[bold red]{summary.failed} judgement(s) failed[/]; the first: {escape(reason)}",
+                highlight=False
             )
+            err.print(
+                "every reason is in evaluations.jsonl; fix the cause and re-run `cellprompt evaluate` "
+                "to retry them", highlight=False
+            )
+            raise typer.Exit(1)  # no silent "judged 0": a failed judge is not a grade

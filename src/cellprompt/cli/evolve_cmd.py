@@ -71,9 +71,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         out_dir: Path | None = typer.Option(None, "--out", help="Folder of outputs (default outputs/)."),
         resume: str | None = typer.Option(None, "--resume", help="Evolution id or folder to continue."),
-        executor_name: str = typer.Option("local", "--executor", help="local (threads) | ray (a cluster)."),
+        executor_name: str | None = typer.Option(
+            None, "--executor", help="local (threads) | ray (a cluster); default: the `executor` setting."),
         ray_address: str | None = typer.Option(
-            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT (default: local)."
+            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT "
+            "(default: the `ray_address` setting, else a local cluster)."
         ),
     ) -> None:
         """Evolve a system prompt (iterative or GEPA) with honest train / validation / test splits."""
@@ -83,7 +85,8 @@ def register(app: typer.Typer) -> None:
 
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
-        executor = make_executor(executor_name, parallel=parallel, address=ray_address)
+        executor = make_executor(executor_name or settings.executor, parallel=parallel,
+                                 address=ray_address or settings.ray_address)
         if resume:
             if objective or prompt or task or model or dataset:
                 raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model: the "
@@ -116,9 +119,10 @@ def register(app: typer.Typer) -> None:
                 "Reflection model (provider:name)",
                 default=model if model not in ("reference",) else None,
             )
-            strategy = ask(
-                strategy, "--strategy", "Strategy", choices=["iterative", "gepa"], default="iterative"
-            )
+            from cellprompt.evolve import STRATEGIES
+
+            strategy = ask(strategy, "--strategy", "Strategy", choices=STRATEGIES.names(),
+                           default="iterative")
             if not budget and not iterations:
                 budget = int(ask(None, "--budget", "Budget in trials"))
             try:
@@ -276,6 +280,10 @@ def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
         out.print(f"test: best − seed = {test.delta:+.3f}{se} over {len(test.tasks)} held-out task(s)")
     elif test is None:
         out.print("[yellow]no --test-task given: the improvement was not measured on held-out tasks[/]")
+    for warning in summary.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if summary.stop_reason:
+        out.print(f"stopped: {summary.stop_reason}", highlight=False)
     out.print(
         f"{summary.candidates} candidate(s), {summary.cost.trials} trial(s), "
         f"${summary.cost.total_cost_usd:.4f}; best prompt: {folder.path / 'best_prompt.txt'}"

@@ -10,8 +10,8 @@ from rich.table import Table
 from cellprompt.cli.console import err, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
-from cellprompt.grading.stats import GroupStats, RunStats, stats_for_stores
-from cellprompt.runs.store import RunStore
+from cellprompt.grading.stats import GroupStats, RunStats
+from cellprompt.runs.store import RunStore, stats_for_stores
 
 
 def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: bool) -> Table:
@@ -23,7 +23,8 @@ def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: b
         + ["trials", "pass", "score (95% CI)", "judge ± sd", "cost $", "tokens", "time s"]
     )
     for col in cols:
-        table.add_column(col, justify="left" if col in ("run", "prompt", "model", "task") else "right")
+        is_id = col in ("run", "prompt", "model", "task")  # ids fold, never "…"
+        table.add_column(col, justify="left" if is_id else "right", overflow="fold", no_wrap=not is_id)
     for g in rows:
         judge = "–" if g.judge_mean is None else f"{g.judge_mean:.1f} ± {g.judge_sd or 0:.1f}"
         table.add_row(

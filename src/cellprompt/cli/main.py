@@ -22,6 +22,7 @@ from cellprompt.cli import (
     tasks_new_cmd,
 )
 from cellprompt.cli.console import err
+from cellprompt.cli.usage import parser_exception_types, show_usage_error
 from cellprompt.errors import CellpromptError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
 )
 
 
@@ -66,7 +68,8 @@ for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, 
 
 
 def main() -> None:
-    """Run the CLI; a `CellpromptError` is printed as one line, never as a traceback."""
+    """Run the CLI; a `CellpromptError` or a parser (usage) error is printed as a short message,
+    never as a traceback."""
     try:
         code = app(standalone_mode=False)  # an Exit inside a command comes back as its code
         if isinstance(code, int) and code:
@@ -82,13 +85,8 @@ def main() -> None:
     except typer.Abort:
         err.print("[yellow]aborted[/]")
         sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except parser_exception_types() as exc:  # click's, or the copy bundled in typer ≥ 0.20
+        sys.exit(show_usage_error(exc, err))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def serve(
     Tools: execute_python, list_files, read_file, submit_answer; the task is the resource
     cellprompt://task. The trial is stored as a one-trial run folder.
     """
-    from cellprompt.mcp.serve import Listening, announce_linked, serve_stdio, serve_task
+    from cellprompt.runs.mcp_serve import Listening, announce_linked, serve_stdio, serve_task
     from cellprompt.runs.plan import load_prompts
 
     if transport not in ("stdio", "http"):

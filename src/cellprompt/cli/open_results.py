@@ -17,7 +17,8 @@ def judge_table(store: RunStore) -> Table:
     rows = judge_ranking([(store.run_id, store.trials(), store.evaluations())])
     table = Table(title=f"run {store.run_id}: judge ranking")
     for col in ("#", "prompt", "model", "judged", "grade (95% CI)", "judge sd", "flag", "cost"):
-        table.add_column(col, justify="left" if col in ("prompt", "model", "flag") else "right")
+        table.add_column(col, justify="left" if col in ("prompt", "model", "flag") else "right",
+                         overflow="fold")
     for r in rows:
         flag = f"judge disagrees on {r.disagreements}" if r.disagreements else ""
         table.add_row(str(r.rank), r.prompt_id, r.model, f"{r.judged}/{r.trials}",

@@ -17,10 +17,11 @@ from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_p
 from cellprompt.cli.console import ask, err, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
+from cellprompt.records.run import Limits, TrialRecord
 from cellprompt.runs.executors import Executor, make_executor
+from cellprompt.runs.experiment import DEFAULT_FILE, Experiment, load_experiment
 from cellprompt.runs.plan import load_prompts
 from cellprompt.runs.runner import RunProgress, create_run, load_specs, plan_trials, run
-from cellprompt.runs.schema import Limits, TrialRecord
 from cellprompt.runs.store import RunStore
 
 
@@ -31,11 +32,15 @@ def progress_bar(measure: str = "pass") -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)
 
 
-def execute_run(store: RunStore, specs: list, parallel: int, executor: Executor | None = None) -> RunProgress:
-    """Run with a live bar; Ctrl-C keeps finished trials and says how to resume."""
+def execute_run(store: RunStore, specs: list, parallel: int, executor: Executor | None = None,
+                *, retry_errors: bool = False) -> RunProgress:
+    """Run with a live bar; Ctrl-C keeps finished trials and says how to resume.
+
+    `retry_errors`: errored trials of a resumed run run again (their new record replaces the old).
+    """
     is_open = any(s.task_kind == "open" for s in specs)
     with progress_bar("reported" if is_open else "pass") as bar:
-        done_before = {r.trial_id for r in store.trials()}
+        done_before = {r.trial_id for r in store.trials() if not (retry_errors and r.status == "error")}
         already = sum(1 for s in specs if s.trial_id in done_before)
         bar_id = bar.add_task(store.run_id, total=len(specs), completed=already, pass_rate=0.0, cost=0.0)
 
@@ -46,27 +51,56 @@ def execute_run(store: RunStore, specs: list, parallel: int, executor: Executor 
             bar.update(bar_id, completed=progress.done, pass_rate=rate, cost=progress.cost_usd)
 
         try:
-            return run(specs, store, parallel=parallel, executor=executor, on_trial=on_trial)
+            return run(specs, store, parallel=parallel, executor=executor, on_trial=on_trial,
+                       rerun_errors=retry_errors)
         except KeyboardInterrupt:
             bar.stop()
             kept = len(store.trials())
             err.print(f"[yellow]interrupted:[/] {kept} finished trial(s) kept in {store.path}; "
-                      f"resume with: cellprompt run --resume {store.run_id}")
+                      f"resume with: cellprompt run --resume {store.path}")
             raise typer.Exit(130) from None
 
 
 def summary_table(store: RunStore) -> Table:
-    from cellprompt.grading.stats import stats_for_stores
+    """Per prompt × model; ids are never cut (they are copied into the next command) and a cost no
+    price list knows reads "unknown", not $0."""
+    from cellprompt.runs.store import stats_for_stores
 
     stats = stats_for_stores([store])
+    unpriced = {(r.spec.prompt_id, r.spec.model) for r in store.trials() if r.usage.cost_unknown}
     table = Table(title=f"run {store.run_id}")
     for col in ("prompt", "model", "trials", "pass rate", "mean score (95% CI)", "mean cost", "mean time"):
-        table.add_column(col, justify="right" if col not in ("prompt", "model") else "left")
+        is_id = col in ("prompt", "model")
+        table.add_column(col, justify="left" if is_id else "right", overflow="fold",
+                         no_wrap=not is_id)
     for g in stats.by_prompt_model:
+        cost = "unknown" if (g.prompt_id, g.model) in unpriced else f"${g.cost_usd / g.trials:.4f}"
         table.add_row(g.prompt_id, g.model, str(g.trials), f"{g.pass_rate:.0%}",
                       f"{g.score_mean:.2f} ({g.score_ci_low:.2f}–{g.score_ci_high:.2f})",
-                      f"${g.cost_usd / g.trials:.4f}", f"{g.wall_s_mean:.1f} s")
+                      cost, f"{g.wall_s_mean:.1f} s")
     return table
+
+
+def report_errors(store: RunStore, specs: list) -> bool:
+    """Print the first error of each kind among the run's trials; True when any trial errored.
+
+    Why: a run whose trials all failed on a wrong model name or a dead server must say so and exit
+    1, not show a score of 0.
+    """
+    from cellprompt.runs.failures import first_errors
+
+    planned = {s.trial_id for s in specs}
+    errors = first_errors(r for r in store.trials() if r.trial_id in planned)
+    if not errors:
+        return False
+    total = sum(count for _, count in errors.values())
+    err.print(f"[bold red]{total} of {len(planned)} trial(s) ended in an error[/] (not a score):",
+              highlight=False)
+    for kind, (message, count) in errors.items():
+        err.print(f"  {kind} ×{count}: {message}", highlight=False, markup=False)
+    err.print(f"fix the cause, then: cellprompt run --resume {store.path} --retry-errors",
+              highlight=False, markup=False)
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +117,10 @@ def register(app: typer.Typer) -> None:
         model: list[str] = typer.Option(
             None, "--model", "-m", help="provider:name, reference, replay:FILE, agent:COMMAND (docs/mcp.md)"
         ),
-        replicates: int = typer.Option(1, "--replicates", "-n", min=1),
+        config_file: Path | None = typer.Option(
+            None, "--config", "-c", help="Experiment file (default: ./cellprompt.yaml if present); "
+            "flags override it."),
+        replicates: int | None = typer.Option(None, "--replicates", "-n", min=1, help="Default 1."),
         fresh: bool = typer.Option(False, "--fresh",
                                    help="Draw generated datasets (gen:…) with a new seed for this run."),
         max_code_executions: int | None = typer.Option(None, "--max-code-executions", min=1),
@@ -91,36 +128,85 @@ def register(app: typer.Typer) -> None:
         max_cost: float | None = typer.Option(None, "--max-cost", help="USD per trial"),
         wall_time: float | None = typer.Option(None, "--wall-time", help="seconds per trial"),
         no_images: bool = typer.Option(False, "--no-images", help="Do not show figures to the model."),
-        parallel: int = typer.Option(1, "--parallel", "-j", min=1),
-        sandbox: str = typer.Option(None, "--sandbox", help="auto | bwrap | docker | local"),
+        parallel: int | None = typer.Option(None, "--parallel", "-j", min=1, help="Default 1."),
+        sandbox: str | None = typer.Option(None, "--sandbox", help="auto | bwrap | docker | local"),
         base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
         judge_model: str | None = typer.Option(
             None, "--judge-model", help="Judge of open analyses (default: another family than the agent)."
         ),
-        judge_samples: int = typer.Option(3, "--judge-samples", min=1, help="Judge samples per trial."),
+        judge_samples: int | None = typer.Option(None, "--judge-samples", min=1,
+                                                 help="Judge samples per trial (default 3)."),
         judge_base_url: str | None = typer.Option(None, "--judge-base-url", help="Judge server URL."),
         no_judge: bool = typer.Option(False, "--no-judge", help="Do not judge open analyses now."),
         out_dir: Path | None = typer.Option(None, "--out", help="Folder of runs (default outputs/)."),
-        resume: str | None = typer.Option(None, "--resume", help="Run id or folder to finish."),
-        executor_name: str = typer.Option("local", "--executor", help="local (threads) | ray (a cluster)."),
+        resume: str | None = typer.Option(
+            None, "--resume", help="Run id (under --out) or folder to finish; connection flags "
+            "(--base-url, --sandbox, --executor) may change, the experiment may not."),
+        retry_errors: bool = typer.Option(
+            False, "--retry-errors", help="With --resume: run the trials that ended in an error again."),
+        executor_name: str | None = typer.Option(
+            None, "--executor", help="local (threads) | ray (a cluster); default: the `executor` setting."),
         ray_address: str | None = typer.Option(
-            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT (default: local)."
+            None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT "
+            "(default: the `ray_address` setting, else a local cluster)."
         ),
     ) -> None:
         """Run prompts × tasks (or datasets) × models × replicates, each trial in a fresh sandbox.
 
         With --dataset (or no task on a terminal): an open analysis, ended by a report, judged 0-100.
+        Exit code: 0 every trial ran, 1 trials ended in errors, 2 a usage mistake.
+
+        Examples:
+
+          cellprompt run --task all --model reference   # offline, prompt baseline
+
+          cellprompt run -p prompts/ -t pbmc68k-qc-mito -m openai:gpt-4o -n 3 -j 2
+
+          cellprompt run -c cellprompt.yaml -n 1   # flags override the file
+
+          cellprompt run --resume outputs/RUN --retry-errors
         """
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
         judge_cfg: dict | None = None
-        executor = make_executor(executor_name, parallel=parallel, address=ray_address)
+        model_urls: dict[str, str] = {}  # per-model servers of an experiment file
+        exp = None if resume else find_experiment(config_file)
+        if resume:  # before any default is filled in: only what the user typed counts
+            changes = {"--config": config_file, "--prompt": prompt, "--task": task, "--model": model,
+                       "--dataset": dataset, "--objective": objective, "--replicates": replicates,
+                       "--fresh": fresh, "--max-code-executions": max_code_executions,
+                       "--max-turns": max_turns, "--max-cost": max_cost, "--wall-time": wall_time,
+                       "--no-images": no_images, "--judge-model": judge_model}
+            if given := [flag for flag, value in changes.items() if value]:
+                raise UsageError(f"--resume takes no {', '.join(given)}: the run folder has its plan "
+                                 "(start a new run to change it; --base-url, --sandbox, --parallel and "
+                                 "--executor may change)")
+        if exp is not None:  # flags given on the command line win over the file
+            err.print(f"experiment: {config_file or DEFAULT_FILE}", highlight=False)
+            prompt, task, dataset = prompt or exp.prompts, task or exp.tasks, dataset or exp.datasets
+            objective, sandbox = objective or exp.objective, sandbox or exp.sandbox
+            model = model or [m.model for m in exp.model_entries()]
+            model_urls = {m.model: m.base_url for m in exp.model_entries() if m.base_url}
+            replicates, parallel = replicates or exp.replicates, parallel or exp.parallel
+            max_code_executions = max_code_executions or exp.limits.max_code_executions
+            max_turns, max_cost = max_turns or exp.limits.max_turns, max_cost or exp.limits.max_cost
+            wall_time = wall_time or exp.limits.wall_time
+            if exp.judge is not None:
+                judge_model = judge_model or exp.judge.model
+                judge_samples = judge_samples or exp.judge.samples
+                judge_base_url = judge_base_url or exp.judge.base_url
+        replicates, parallel, judge_samples = replicates or 1, parallel or 1, judge_samples or 3
+        executor = make_executor(executor_name or settings.executor, parallel=parallel,
+                                 address=ray_address or settings.ray_address)
+        if retry_errors and not resume:
+            raise UsageError("--retry-errors goes with --resume RUN: pass the run id or folder to retry")
         if resume:
-            if prompt or task or model or dataset:
-                raise UsageError("--resume takes no --prompt/--task/--dataset/--model: the run folder "
-                                 "has its plan")
             store = RunStore.open(resume, outputs)
             specs = load_specs(store)
+            connection = {k: v for k, v in (("base_url", base_url), ("sandbox_backend", sandbox)) if v}
+            if connection:  # where trials run, not what they are: their ids stay the same
+                specs = [s.model_copy(update=connection) for s in specs]
+                store.write_json("specs.json", [s.model_dump(mode="json") for s in specs])
             judge_cfg = store.manifest().config.get("judge")
         else:
             if task and dataset:
@@ -149,6 +235,9 @@ def register(app: typer.Typer) -> None:
             if is_open:
                 from cellprompt.runs.open_run import create_open_run
 
+                if model_urls:
+                    raise UsageError("a base_url per model is for task runs; for an open analysis "
+                                     "give one server with --base-url")
                 judge_cfg = None if no_judge else choose_judge(judge_model, models, judge_samples,
                                                                judge_base_url)
                 store, specs = create_open_run(
@@ -156,26 +245,42 @@ def register(app: typer.Typer) -> None:
                     replicates=replicates, limits=limits, sandbox_backend=backend, base_url=agent_url,
                     judge=judge_cfg, command=command, parallel=parallel)
             else:
-                specs = plan_trials(prompts=prompts, tasks=tasks, models=models, replicates=replicates,
-                                    limits=limits, sandbox_backend=backend, base_url=agent_url,
-                                    fresh=fresh)
+                groups = ([[m] for m in models] if model_urls else [models])  # one plan per server
+                specs = [spec for group in groups for spec in plan_trials(
+                    prompts=prompts, tasks=tasks, models=group, replicates=replicates, limits=limits,
+                    sandbox_backend=backend, base_url=model_urls.get(group[0], agent_url)
+                    if model_urls else agent_url, fresh=fresh)]
+                seed = next((s.dataset_seed for s in specs if s.dataset_seed is not None), None)
+                if seed is not None:  # --fresh: one draw for the whole run, whatever the servers
+                    specs = [s.model_copy(update={"dataset_seed": seed}) if s.dataset_seed is not None
+                             else s for s in specs]
                 if any(s.task_kind == "open" for s in specs) and not no_judge:  # open task files
                     judge_cfg = choose_judge(judge_model, models, judge_samples, judge_base_url)
                 config = {"prompts": list(prompts), "tasks": tasks, "models": models,
                           "replicates": replicates, "limits": limits.model_dump(), "parallel": parallel,
-                          "judge": judge_cfg, "fresh": fresh,
+                          "judge": judge_cfg, "fresh": fresh, "model_base_urls": model_urls,
                           "dataset_seed": next((s.dataset_seed for s in specs
                                                 if s.dataset_seed is not None), None)}
                 store = create_run(outputs, specs, command=command, config=config)
         out.print(f"run [bold]{store.run_id}[/]: {len(specs)} trial(s) → {store.path}")
-        execute_run(store, specs, parallel, executor)
+        execute_run(store, specs, parallel, executor, retry_errors=retry_errors)
         if any(s.task_kind == "open" for s in specs):
             from cellprompt.cli.open_results import finish_open_run
 
             finish_open_run(store, judge_cfg if not no_judge else None)
-            return
-        out.print(summary_table(store))
-        out.print(f"results: {store.path}")
+        else:
+            out.print(summary_table(store))
+            out.print(f"results: {store.path}")
+        if report_errors(store, specs):
+            raise typer.Exit(1)
+
+
+def find_experiment(path: Path | None) -> Experiment | None:
+    """`-c FILE`, else `./cellprompt.yaml` when there is one, else no experiment file."""
+    if path is not None:
+        return load_experiment(path)
+    default = Path(DEFAULT_FILE)
+    return load_experiment(default) if default.is_file() else None
 
 
 def choose_judge(explicit: str | None, models: list[str], samples: int,

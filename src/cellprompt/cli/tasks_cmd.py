@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 import yaml
-from rich.table import Table
+from rich.table import Column, Table
 
 from cellprompt.cli.console import out
 from cellprompt.errors import UsageError
@@ -31,7 +31,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
                                     "source": data_source(t.dataset),
                                     "difficulty": t.metadata.difficulty} for t in tasks]))
         return
-    table = Table("id", "category", "difficulty", "source", "title")
+    table = Table(Column("id", overflow="fold"), "category", "difficulty", "source", "title")
     for t in tasks:
         table.add_row(t.id, t.metadata.category, t.metadata.difficulty, data_source(t.dataset),
                       t.title)
@@ -105,7 +105,8 @@ def validate_cmd(
 
 def validity_table(reports: list[Any]) -> Table:
     """Task x variant: score, verdict, expected, and why when the verdict is not expected."""
-    table = Table("task", "variant", "kind", "score", "verdict", "expected", "", "detail")
+    table = Table(Column("task", overflow="fold"), Column("variant", overflow="fold"), "kind", "score",
+                  "verdict", "expected", "", "detail")
     for r in reports:
         if not r.variants:
             table.add_row(r.task_id, "-", "-", "-", "-", "-", "[green]✓[/]" if r.ok else

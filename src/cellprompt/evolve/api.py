@@ -12,21 +12,52 @@ from cellprompt.evolve.budget import preflight
 from cellprompt.evolve.context import EvolveContext, EvolveEvent, StrategyOutcome
 from cellprompt.evolve.evaluator import Evaluator, Judge, RecordingChatModel, TrialBank
 from cellprompt.evolve.folder import EvolutionFolder, text_id
-from cellprompt.evolve.gepa_strategy import run_gepa
-from cellprompt.evolve.iterative import run_iterative
 from cellprompt.evolve.reflection import Reflector
 from cellprompt.evolve.schema import CostSummary, EvolveConfig, EvolveSummary, SplitComparison, TestComparison
 from cellprompt.evolve.stats import mean_of_task_means
 from cellprompt.llm.base import ChatModel
+from cellprompt.registry import Registry
 
 Strategy = Callable[[EvolveContext], StrategyOutcome]
-STRATEGIES: dict[str, Strategy] = {"iterative": run_iterative, "gepa": run_gepa}
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+@STRATEGIES.register("iterative")
+def _iterative(ctx: EvolveContext) -> StrategyOutcome:
+    from cellprompt.evolve.iterative import run_iterative
+
+    return run_iterative(ctx)
+
+
+@STRATEGIES.register("gepa")
+def _gepa(ctx: EvolveContext) -> StrategyOutcome:
+    from cellprompt.evolve.gepa_strategy import run_gepa
+
+    return run_gepa(ctx)
+
+
+def split_warnings(config: EvolveConfig) -> list[str]:
+    """What weakens the evidence without being an error: tasks shared by training and validation."""
+    out: list[str] = []
+    if config.val_tasks:
+        both = sorted(set(config.train_tasks) & set(config.val_tasks))
+        if both:
+            out.append(
+                f"task(s) {', '.join(both)} are both training and validation tasks: the reflection "
+                "model sees their trials, so validation scores on them are optimistic"
+            )
+    for name, tasks in (("training", config.train_tasks), ("validation", config.val_tasks),
+                        ("test", config.test_tasks)):
+        dup = sorted({t for t in tasks if tasks.count(t) > 1})
+        if dup:
+            out.append(f"{name} task(s) {', '.join(dup)} are listed more than once")
+    return out
 
 
 def start_evolution(config: EvolveConfig, outputs_dir: Path) -> EvolutionFolder:
     """Check the budget, then create the folder; nothing is spent here."""
     if config.strategy not in STRATEGIES:
-        raise EvolveError(f"unknown strategy {config.strategy!r}: use one of {', '.join(STRATEGIES)}")
+        raise EvolveError(STRATEGIES.unknown(config.strategy))
     overlap = set(config.test_tasks) & (set(config.train_tasks) | set(config.val_tasks))
     if overlap:
         raise EvolveError(
@@ -147,6 +178,8 @@ def _finish(ctx: EvolveContext, outcome: StrategyOutcome, test: TestComparison |
             judge=judge,
         ),
         test=test,
+        stop_reason=outcome.stop_reason,
+        warnings=split_warnings(cfg),
     )
     folder.write_text("best_prompt.txt", outcome.best_text)
     if test is not None:

@@ -17,6 +17,11 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+def text_key(text: str) -> str:
+    """A candidate's identity for deduplication: a whitespace-only variant is the same prompt."""
+    return " ".join(text.split())
+
+
 def word_count(text: str) -> int:
     return len(words(text))
 

@@ -11,7 +11,7 @@ from cellprompt.evolve.evaluator import Measured, RecordingChatModel, TrialBank
 from cellprompt.evolve.evidence import render_trial, trial_score
 from cellprompt.evolve.folder import EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
-from cellprompt.evolve.reflection import Reflector
+from cellprompt.evolve.reflection import Proposal, Reflector
 from cellprompt.evolve.schema import CandidateRecord, EvolveConfig, Origin, Split, Verdict
 from cellprompt.evolve.stats import NoiseModel, mean_of_task_means
 from cellprompt.llm.base import Usage
@@ -39,6 +39,7 @@ class StrategyOutcome:
     best_text: str
     best_val: float | None
     seed_val: float | None
+    stop_reason: str = ""  # why the search ended, for the console and the report
 
 
 @dataclass
@@ -107,6 +108,7 @@ class EvolveContext:
         flags: list[str] | None = None,
         reason: str = "",
         reflection_usage: Usage | None = None,
+        gate: dict[str, float] | None = None,
     ) -> None:
         """Append one step to evolution.jsonl and tell the caller; a replayed step is not written twice."""
         cid = text_id(text)
@@ -131,6 +133,7 @@ class EvolveContext:
             verdict=verdict,
             flags=flags or [],
             reason=reason,
+            gate=gate,
             trials_used=self.bank.trials_used,
             best_id=self.best_id,
             best_val=self.best_val,
@@ -153,6 +156,26 @@ class EvolveContext:
                     best_text=self.texts.get(self.best_id or ""),
                     message=reason,
                 )
+            )
+
+    def log_refused(
+        self, proposal: Proposal, parent_id: str, whole: Callable[[str], str] | None = None
+    ) -> None:
+        """Every text the checks refused (leak, copy, length) is kept with its reasons, never run.
+
+        `whole` turns a refused section into the whole prompt it would have made (gepa).
+        """
+        refused = proposal.refused or (
+            [(proposal.rejected or "", proposal.flags)] if proposal.text is None else []
+        )
+        for text, flags in refused:
+            self.log(
+                whole(text) if whole and text else text,
+                verdict="flagged",
+                parents=[parent_id],
+                flags=flags,
+                reason="; ".join(flags),
+                reflection_usage=proposal.usage if proposal.text is None else None,
             )
 
     def evidence(self, measured: Measured) -> list[str]:

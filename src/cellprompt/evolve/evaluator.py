@@ -20,9 +20,10 @@ from cellprompt.evolve.evidence import scorable, trial_score
 from cellprompt.evolve.folder import BankedTrial, CachedReply, EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
 from cellprompt.llm.base import ChatModel, ChatReply, Message, ToolSpec, Usage
-from cellprompt.runs.schema import Evaluation, TrialRecord
+from cellprompt.records.run import Evaluation, TrialRecord
 
 Judge = Callable[[TrialRecord], Evaluation]
+ERROR_RETRIES = 2  # per trial and session: an outage is retried, a broken setup does not loop forever
 
 
 @runtime_checkable
@@ -57,7 +58,8 @@ class Measured:
 
 
 class TrialBank:
-    """Every trial of an evolution, asked for by (prompt, task, replicate); each is run at most once.
+    """Every trial of an evolution, asked for by (prompt, task, replicate); each is run once (an
+    errored one is run again up to `ERROR_RETRIES` times per session, so resume retries it too).
 
     `trials_used` counts the distinct trials the strategy has asked for in this
     session: a replayed path counts its trials again, exactly as it first did.
@@ -80,6 +82,7 @@ class TrialBank:
         }
         self._used: set[tuple[str, str, int]] = set()
         self._rejudged: set[tuple[str, str, int]] = set()
+        self._retried: dict[tuple[str, str, int], int] = {}  # errored trials run again, this session
         self._texts: dict[str, list[str]] = {}
         self._facts: dict[str, list[Fact]] = {}
 
@@ -147,6 +150,10 @@ class TrialBank:
                 )
                 self.folder.append_trial(banked)
                 self._bank[key] = banked
+        for key in wanted:  # an outage (now or before a resume) is retried, a bounded number of times
+            while self._bank[key].record.status == "error" and self._retried.get(key, 0) < ERROR_RETRIES:
+                self._retried[key] = self._retried.get(key, 0) + 1
+                self._run_again(prompt, key)
         for key in wanted:  # a judgement that failed earlier (or before a resume) is tried again once
             b = self._bank[key]
             if self._rejudge(b):
@@ -166,6 +173,15 @@ class TrialBank:
             usage = usage + b.record.usage
         return Measured(prompt_id=pid, trials=trials, task_scores=scores, usage=usage,
                         trial_scores=per_trial, unscored=per_trial.count(None))
+
+    def _run_again(self, prompt: str, key: tuple[str, str, int]) -> None:
+        """One more try of an errored trial; its record replaces the banked one whatever it says."""
+        (record,) = self.evaluator.evaluate(prompt, [key[1]], 1, first_replicate=key[2])
+        evaluation = self.judge(record) if self.judge is not None and record.status != "error" else None
+        again = BankedTrial(prompt_id=key[0], task_ref=key[1], replicate=key[2], record=record,
+                            evaluation=evaluation)
+        self.folder.append_trial(again)  # the later line wins when the folder is read back
+        self._bank[key] = again
 
     def _rejudge(self, banked: BankedTrial) -> bool:
         key = (banked.prompt_id, banked.task_ref, banked.replicate)

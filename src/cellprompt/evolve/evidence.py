@@ -11,14 +11,25 @@ from __future__ import annotations
 import json
 import re
 
-from cellprompt.runs.schema import Evaluation, TrialRecord
+from cellprompt.records.grades import GradeResult
+from cellprompt.records.outputs import clip, output_text, strip_ansi
+from cellprompt.records.run import Evaluation, TrialRecord
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CODE_CHARS = 1500  # per cell: the head and tail of long cells
 OUTPUT_TAIL = 600
 ERROR_LINES = 12
 MAX_CELLS = 6  # the last cells; early exploration says little about what failed
 OBJECTIVE_CHARS = 1500
+
+# built-in graders whose messages quote the truth ("188 vs 190", "'D' is not C", "missing CD79A"):
+# their verdicts are rebuilt from structured fields and their own text is never shown
+QUOTING_GRADERS = {
+    "numeric_tolerance", "multiple_choice", "distribution_comparison", "label_agreement",
+    "label_set_jaccard", "marker_gene_precision_recall", "pseudotime_correlation", "python_check",
+}
+# metric names that hold (or give away, like |answer - truth|) the expected value
+_TRUTH_KEY = re.compile(r"expected|correct|truth|error|false_neg|missing|mapping|per_class|allowed", re.I)
+_SHAPE = re.compile(r"\s*(missing|not an? [\w -]+)", re.I)  # the answer's shape, not its value
 
 
 def trial_score(record: TrialRecord, evaluation: Evaluation | None, judge_weight: float) -> float:
@@ -44,11 +55,74 @@ def scorable(record: TrialRecord, evaluation: Evaluation | None, judge_weight: f
     return True
 
 
-def _clip_middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n… [{len(text) - limit} characters omitted] …\n{text[-half:]}"
+def _truth_values(metrics: dict) -> list[str]:
+    """Every string and number under a truth-like metric key (dict keys included), longest first."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                found.add(str(k))
+                walk(v)
+        elif isinstance(value, list | tuple | set):
+            for v in value:
+                walk(v)
+        elif isinstance(value, bool) or value is None:
+            return
+        elif isinstance(value, int | float):
+            found.update({f"{value:g}", str(value)})
+        else:
+            found.add(str(value))
+
+    for key, value in metrics.items():
+        if _TRUTH_KEY.search(key):
+            walk(value)
+    return sorted((v for v in found if len(v.strip()) >= 1), key=len, reverse=True)
+
+
+def _field_verdict(grade: GradeResult, name: str) -> str:
+    """What was wrong with one answer field, never what it should have been."""
+    for line in grade.reasoning.splitlines():
+        if re.match(rf"\W*{re.escape(name)}\s*:", line) and (m := _SHAPE.match(line.split(":", 1)[1])):
+            return "missing" if m.group(1).lower() == "missing" else "not in the requested format"
+    if grade.grader == "multiple_choice":
+        return "not the right choice"
+    if f"{name}_expected" in grade.metrics:
+        return "outside the tolerance"
+    return "below the pass threshold"
+
+
+def grade_feedback(grade: GradeResult) -> str:
+    """A failed grader as evidence: which fields failed and how, with the agent's own metrics.
+
+    Grader messages are written for people who may see the truth; the reflection
+    model must not (it would write "the answer is C" into the prompt). Built-in
+    graders that quote the truth are rebuilt from their field scores and
+    truth-free metrics; any other grader's text is shown with every value found
+    under a truth-like metric replaced by "[withheld]".
+    """
+    parts = [
+        f"{name}: {_field_verdict(grade, name)}" for name, s in grade.field_scores.items() if s < 1.0
+    ]
+    shown = {
+        k: v
+        for k, v in grade.metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and not _TRUTH_KEY.search(k)
+        and not k.endswith("_actual") and k != "answer"
+    }
+    if shown:
+        parts.append(", ".join(f"{k} {v:.3g}" for k, v in list(shown.items())[:8]))
+    if grade.grader in QUOTING_GRADERS:
+        head = grade.reasoning.split(":", 1)
+        if not grade.field_scores and len(head) == 2 and (m := _SHAPE.match(head[1])):
+            missing = m.group(1).lower() == "missing"
+            parts.insert(0, f"{head[0].strip()}: {'missing' if missing else 'not in the requested format'}")
+    elif grade.reasoning.strip():
+        text = grade.reasoning.strip()
+        for value in _truth_values(grade.metrics):
+            text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w])", "[withheld]", text)
+        parts.append(text)
+    return "; ".join(parts) or "did not pass"
 
 
 def _tail(text: str, limit: int) -> str:
@@ -56,19 +130,15 @@ def _tail(text: str, limit: int) -> str:
 
 
 def _output_text(outputs: list[dict]) -> str:
+    """The shared rendering, but an error as its name and the last lines of its traceback."""
     parts: list[str] = []
     for out in outputs:
-        kind = out.get("type")
-        if kind == "stream":
-            parts.append(str(out.get("text", "")))
-        elif kind == "error":
-            tb = [_ANSI.sub("", line) for line in out.get("traceback") or []]
-            lines = "\n".join(tb).splitlines()[-ERROR_LINES:]
+        if out.get("type") == "error":
+            lines = output_text(out).splitlines()[-ERROR_LINES:]
             parts.append(f"ERROR {out.get('ename')}: {out.get('evalue')}\n" + "\n".join(lines))
-        elif kind in ("execute_result", "display_data"):
-            data = out.get("data") or {}
-            parts.append(str(data.get("text/plain", "[figure]" if "image/png" in data else "")))
-    return _ANSI.sub("", "\n".join(p for p in parts if p))
+        else:
+            parts.append(strip_ansi(output_text(out)))
+    return "\n".join(p for p in parts if p)
 
 
 def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: float) -> str:
@@ -80,7 +150,7 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
     if record.first_message:
         lines += [
             "Objective the agent received:",
-            _clip_middle(record.first_message.strip(), OBJECTIVE_CHARS),
+            clip(record.first_message.strip(), OBJECTIVE_CHARS),
         ]
     if record.error:
         lines.append(f"Trial error: {_tail(record.error, OUTPUT_TAIL)}")
@@ -89,7 +159,7 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
     if failed:
         lines.append("Failed graders:")
         lines += [
-            f"- {g.grader or 'grader'} (score {g.score:.2f}): {g.reasoning.strip() or 'no reasoning'}"
+            f"- {g.grader or 'grader'} (score {g.score:.2f}): {grade_feedback(g)}"
             for g in failed
         ]
     if passed:
@@ -105,16 +175,16 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
         shown = cells[-MAX_CELLS:]
         lines.append(f"Agent code ({len(cells)} cells, last {len(shown)} shown):")
         for cell in shown:
-            lines.append(f"```python\n{_clip_middle(cell.code.strip(), CODE_CHARS)}\n```")
+            lines.append(f"```python\n{clip(cell.code.strip(), CODE_CHARS)}\n```")
             out = _output_text(cell.outputs)
             if cell.final_status != "ok" or out:
                 lines.append(f"-> {cell.final_status}: {_tail(out.strip(), OUTPUT_TAIL) if out else ''}")
     elif record.turns:
         last = record.turns[-1].assistant_text.strip()
         if last:
-            lines.append(f"Agent's last message (no code ran): {_clip_middle(last, OUTPUT_TAIL)}")
+            lines.append(f"Agent's last message (no code ran): {clip(last, OUTPUT_TAIL)}")
     if record.answer is not None:
-        lines.append(f"Submitted answer: {_clip_middle(json.dumps(record.answer, default=str), OUTPUT_TAIL)}")
+        lines.append(f"Submitted answer: {clip(json.dumps(record.answer, default=str), OUTPUT_TAIL)}")
     else:
         lines.append("No answer was submitted.")
     return "\n".join(lines)

@@ -26,7 +26,8 @@ from cellprompt.errors import EvolveError
 from cellprompt.evolve.schema import EVOLVE_SCHEMA_VERSION, CandidateRecord, EvolveConfig
 from cellprompt.jsonl import append_line, read_lines
 from cellprompt.llm.base import ChatReply
-from cellprompt.runs.schema import Evaluation, TrialRecord
+from cellprompt.records.run import Evaluation, TrialRecord
+from cellprompt.records.versioned import one_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -119,7 +120,7 @@ class EvolutionFolder:
         try:
             return EvolveConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as exc:
-            raise EvolveError(f"{self.config_path} is not a valid evolution config: {exc}") from exc
+            raise EvolveError(f"{self.config_path} is not a valid evolution config: {one_line(exc)}") from exc
 
     def append_candidate(self, record: CandidateRecord) -> None:
         append_line(self.candidates_path, record)

@@ -17,16 +17,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cellprompt.errors import EvolveError
 from cellprompt.evolve.budget import CONFIRM_TOP
-from cellprompt.evolve.checks import word_count
+from cellprompt.evolve.checks import text_key, word_count
 from cellprompt.evolve.context import EVIDENCE_TRIALS, EvolveContext, StrategyOutcome
 from cellprompt.evolve.evidence import render_trial, trial_score
 from cellprompt.evolve.folder import BankedTrial, text_id
+from cellprompt.evolve.schema import Origin, Split
 from cellprompt.evolve.sections import join_sections, split_sections
 from cellprompt.evolve.stats import mean_of_task_means
+
+if TYPE_CHECKING:  # gepa is the optional `evolve` extra
+    from gepa.core.adapter import GEPAAdapter
+    from gepa.core.callbacks import GEPACallback
+    from gepa.core.result import GEPAResult
 
 MAX_IDLE_ITERATIONS = 12  # gepa iterations in a row that ran no new trial
 
@@ -39,6 +45,7 @@ class CellpromptAdapter:
         self.names = names
         self.parents: dict[str, list[str]] = {}  # child id -> parent ids, from proposals
         self.pool: dict[int, dict[str, str]] = {}  # gepa's candidates by index, as they enter the pool
+        self.by_key: dict[str, dict[str, str]] = {}  # whitespace-normalised prompt -> first such candidate
 
     def prompt(self, candidate: Mapping[str, str]) -> str:
         return join_sections({n: candidate[n] for n in self.names})
@@ -48,6 +55,7 @@ class CellpromptAdapter:
 
         ctx = self.ctx
         text = self.prompt(candidate)
+        self.by_key.setdefault(text_key(text), dict(candidate))
         m = ctx.measure(text, batch)
         # a task with no scorable trial (outages only) gets the batch's mean, not a fake 0
         known = [fmean(m.task_scores[t]) for t in batch if m.task_scores[t]]
@@ -60,7 +68,7 @@ class CellpromptAdapter:
         val = ctx.config.validation_tasks
         separate = set(val) != set(ctx.config.train_tasks)
         if list(batch) != list(val):  # full validation passes are logged by the callback
-            split = "val" if separate and set(batch) <= set(val) else "train"
+            split: Split = "val" if separate and set(batch) <= set(val) else "train"
             cid = text_id(text)
             if text == ctx.config.seed_prompt:
                 ctx.log(text, verdict="evaluated", split=split, measured=m, origin="seed")
@@ -145,15 +153,9 @@ class CellpromptAdapter:
                 whole_prompt=whole if multi else None,
                 word_budget=max(20, ctx.config.max_prompt_words - others),
             )
+            as_whole = (lambda t, n=name: self.prompt({**candidate, n: t})) if multi else None
+            ctx.log_refused(proposal, text_id(whole), as_whole)
             if proposal.text is None:
-                ctx.log(
-                    proposal.rejected or "",
-                    verdict="flagged",
-                    parents=[text_id(whole)],
-                    flags=proposal.flags,
-                    reason="; ".join(proposal.flags),
-                    reflection_usage=proposal.usage,
-                )
                 continue
             text = proposal.text
             heading = candidate[name].splitlines()[0] if candidate[name].startswith("## ") else None
@@ -162,7 +164,10 @@ class CellpromptAdapter:
             if candidate[name].endswith("\n") and not text.endswith("\n"):
                 text += "\n"
             new[name] = text
-        self.parents.setdefault(text_id(self.prompt(new)), [text_id(whole)])
+        # a whitespace-only variant of a known prompt is that prompt: its trials are banked, it costs nothing
+        new = dict(self.by_key.get(text_key(self.prompt(new)), new))
+        if self.prompt(new) != whole:
+            self.parents.setdefault(text_id(self.prompt(new)), [text_id(whole)])
         return new
 
 
@@ -186,7 +191,7 @@ class _Progress:
         parents = [
             self.by_idx[i] for i in event.get("parent_ids") or [] if i is not None and i in self.by_idx
         ]
-        origin = "seed" if not parents else ("merge" if len(parents) > 1 else "reflection")
+        origin: Origin = "seed" if not parents else ("merge" if len(parents) > 1 else "reflection")
         ctx.log(
             text,
             verdict="accepted",
@@ -196,17 +201,6 @@ class _Progress:
             origin=origin,
             reason="entered the candidate pool",
         )
-
-
-class _FileLog:
-    """gepa's log lines go to a file in its run_dir; library code never prints."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def log(self, message: str) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(message.rstrip("\n") + "\n")
 
     def on_merge_attempted(self, event: Mapping[str, Any]) -> None:
         ids = [self.by_idx[i] for i in event.get("parent_ids") or [] if i in self.by_idx]
@@ -218,6 +212,17 @@ class _FileLog:
                 origin="merge",
                 reason="merge of two lineages",
             )
+
+
+class _FileLog:
+    """gepa's log lines go to a file in its run_dir; library code never prints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def log(self, message: str) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(message.rstrip("\n") + "\n")
 
 
 class _TrialBudgetStopper:
@@ -233,12 +238,25 @@ class _TrialBudgetStopper:
         self.patience = patience
         self._last = -1
         self._idle = 0
+        self.reason = "gepa ended its search"  # replaced by why this stopper ended it
 
     def __call__(self, gepa_state: object) -> bool:
         used = self.ctx.bank.trials_used
         self._idle = self._idle + 1 if used == self._last else 0
         self._last = used
-        return self._idle >= self.patience or not self.ctx.can_afford(self.ctx.plan.per_proposal)
+        ctx = self.ctx
+        if self._idle >= self.patience:
+            self.reason = (f"{self._idle} gepa iterations in a row ran no new trial (every minibatch solved "
+                           "or answered from the trial bank): nothing left to learn from")
+            return True
+        if not ctx.can_afford(ctx.plan.per_proposal):
+            cap = ctx.config.max_cost_usd
+            capped = cap is not None and ctx.spent_usd() >= cap
+            self.reason = (f"the cost cap of ${cap:.2f} is reached" if capped
+                           else f"the trial budget is spent: {used} of {ctx.plan.search} search trials used, "
+                           f"a proposal needs {ctx.plan.per_proposal}")
+            return True
+        return False
 
 
 def run_gepa(ctx: EvolveContext) -> StrategyOutcome:
@@ -253,15 +271,23 @@ def run_gepa(ctx: EvolveContext) -> StrategyOutcome:
     names = list(seed)
     adapter = CellpromptAdapter(ctx, names)
     run_dir = ctx.folder.gepa_dir
-    if (run_dir / "gepa_state.bin").exists():
-        ctx.bank.count_stored_as_used()  # gepa resumes from its state: earlier trials are not asked again
+    # resume is a replay, not gepa's own restart: gepa's saved state lags its last trials (a SIGKILL
+    # loses the iteration in flight, and its restart may pick another section), while a replay from
+    # the start with the same seed asks for the same trials and reflections, all answered from the
+    # folder for free, and so takes the same decisions as an uninterrupted run
+    (run_dir / "gepa_state.bin").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "gepa.stop").unlink(missing_ok=True)
-    result = gepa.optimize(
+    # gepa's protocols are stricter than gepa: it sets no `propose_new_texts` on an adapter, and
+    # calls only the hooks a callback defines
+    gepa_adapter = cast("GEPAAdapter[str, Any, Any]", adapter)
+    progress = cast("GEPACallback", _Progress(ctx, adapter))
+    stopper = _TrialBudgetStopper(ctx)
+    result: GEPAResult[Any, Any] = gepa.optimize(
         seed_candidate=seed,
         trainset=list(cfg.train_tasks),
         valset=list(cfg.validation_tasks),
-        adapter=adapter,
+        adapter=gepa_adapter,
         candidate_selection_strategy="pareto",
         frontier_type="instance",
         reflection_minibatch_size=min(cfg.minibatch, len(cfg.train_tasks)),
@@ -269,9 +295,9 @@ def run_gepa(ctx: EvolveContext) -> StrategyOutcome:
         use_merge=len(names) > 1,
         max_merge_invocations=5,
         merge_val_overlap_floor=1,
-        stop_callbacks=[_TrialBudgetStopper(ctx)],
+        stop_callbacks=[stopper],
         run_dir=str(run_dir),
-        callbacks=[_Progress(ctx, adapter)],
+        callbacks=[progress],
         logger=_FileLog(run_dir / "run_log.txt"),
         track_best_outputs=False,
         display_progress_bar=False,
@@ -283,7 +309,8 @@ def run_gepa(ctx: EvolveContext) -> StrategyOutcome:
     texts = [adapter.prompt(c) for c in result.candidates]
     seed_val = result.val_aggregate_scores[0] if result.val_aggregate_scores else None
     best_text = _confirm(ctx, texts, list(result.val_aggregate_scores))
-    return StrategyOutcome(seed_id=seed_id, best_text=best_text, best_val=ctx.best_val, seed_val=seed_val)
+    return StrategyOutcome(seed_id=seed_id, best_text=best_text, best_val=ctx.best_val, seed_val=seed_val,
+                           stop_reason=stopper.reason)
 
 
 def _confirm(ctx: EvolveContext, texts: list[str], scores: list[float]) -> str:
@@ -300,6 +327,7 @@ def _confirm(ctx: EvolveContext, texts: list[str], scores: list[float]) -> str:
     val = cfg.validation_tasks
     limit = ctx.plan.search + ctx.plan.confirm
     pooled: dict[str, float | None] = {}
+    scores_of: dict[str, dict[str, list[float]]] = {}
     for text in leaders:
         first = ctx.measure(text, val)
         merged = {t: list(s) for t, s in first.task_scores.items()}
@@ -309,7 +337,24 @@ def _confirm(ctx: EvolveContext, texts: list[str], scores: list[float]) -> str:
                 merged[t].extend(s)
             ctx.log(text, verdict="evaluated", split="val", measured=again, reason="confirmation re-measure")
         pooled[text] = mean_of_task_means(merged)
-    best = max(leaders, key=lambda t: pooled[t] if pooled[t] is not None else -1.0)
+        scores_of[text] = merged
+    best = max(leaders, key=lambda t: -1.0 if (mean := pooled[t]) is None else mean)
+    seed = cfg.seed_prompt
+    if best == seed:
+        ctx.set_best(text_id(best), pooled[best])
+        ctx.log(best, verdict="accepted", split="val", reason="the seed is still the best after confirmation")
+        return best
+    # the final gate: the winner must beat the seed on validation by more than the replicate noise
+    seed_scores = scores_of.get(seed) or ctx.measure(seed, val).task_scores  # banked: free
+    cmp = ctx.noise.compare(scores_of[best], seed_scores)
+    if not cmp.wins(cfg.z_noise):
+        ctx.set_best(text_id(seed), mean_of_task_means(seed_scores))
+        ctx.log(best, verdict="rejected", split="val", gate=cmp.evidence(cfg.z_noise),
+                reason=f"best leader beats the seed by {cmp.delta:+.3f}, within the noise "
+                f"({cfg.z_noise} × {cmp.se:.3f}): the seed is kept")
+        return seed
     ctx.set_best(text_id(best), pooled[best])
-    ctx.log(best, verdict="accepted", split="val", reason="best after confirmation on fresh replicates")
+    ctx.log(best, verdict="accepted", split="val", gate=cmp.evidence(cfg.z_noise),
+            reason=f"best after confirmation on fresh replicates: {cmp.delta:+.3f} ± {cmp.se:.3f} "
+            "over the seed")
     return best

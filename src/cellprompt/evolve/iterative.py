@@ -12,6 +12,7 @@ prompt seen on validation.
 
 from __future__ import annotations
 
+from cellprompt.evolve.checks import text_key
 from cellprompt.evolve.context import EvolveContext, StrategyOutcome, describe_change
 from cellprompt.evolve.folder import text_id
 from cellprompt.evolve.stats import mean_of_task_means
@@ -38,7 +39,11 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
     ctx.log(inc, verdict="accepted", split="val", measured=seed_on_val, origin="seed", reason="seed prompt")
 
     failed: list[str] = []
-    seen = {inc_id}
+    if all(s and min(s) >= 1.0 for s in inc_train.task_scores.values()) and inc_train.unscored == 0:
+        return StrategyOutcome(seed_id=seed_id, best_text=inc, best_val=seed_val, seed_val=seed_val,
+                               stop_reason="the seed prompt scores 1.000 on every training trial: "
+                               "no failure to learn from")
+    seen = {text_key(inc)}  # whitespace-normalised: a reflowed prompt is not a new candidate
     barren = 0
     reflections = 0
     while barren < MAX_BARREN_ROUNDS and ctx.can_afford(ctx.plan.per_proposal):
@@ -46,27 +51,20 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
             break  # `--iterations`: as many rewrites as asked for, however cheap they were
         reflections += 1
         proposal = ctx.reflector.propose(inc, ctx.evidence(inc_train), failed_attempts=failed[-FAILED_SHOWN:])
-        if proposal.text is None or text_id(proposal.text) in seen:
+        if proposal.text is None or text_key(proposal.text) in seen:
             barren += 1
-            why = "; ".join(proposal.flags) if proposal.text is None else "repeats an earlier candidate"
+            why = "; ".join(proposal.hints) if proposal.text is None else "repeats an earlier candidate"
             # the next request differs from this one, so a deterministic (or cached) model moves on
             failed.append(f"{describe_change(inc, proposal.text or proposal.rejected or '')} ({why})")
-            if proposal.text is None:
-                ctx.log(
-                    proposal.rejected or "",
-                    verdict="flagged",
-                    parents=[inc_id],
-                    flags=proposal.flags,
-                    reason=why,
-                    reflection_usage=proposal.usage,
-                )
+            ctx.log_refused(proposal, inc_id)
             continue
+        ctx.log_refused(proposal, inc_id)
         barren = 0
         cand, cand_id = proposal.text, text_id(proposal.text)
-        seen.add(cand_id)
+        seen.add(text_key(cand))
         cand_train = ctx.measure(cand, train)
         gate = ctx.noise.compare(cand_train.task_scores, inc_train.task_scores)
-        if separate_val and gate.delta < 0:
+        if separate_val and gate.loses(cfg.z_noise):  # worse beyond the noise, not merely below
             failed.append(f"{describe_change(inc, cand)} (training score {gate.delta:+.2f})")
             ctx.log(
                 cand,
@@ -74,8 +72,10 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
                 split="train",
                 measured=cand_train,
                 parents=[inc_id],
-                reason=f"no better on training tasks ({gate.delta:+.3f})",
+                reason=f"worse on training tasks: {gate.delta:+.3f} beyond the noise "
+                f"({cfg.z_noise} × {gate.se:.3f})",
                 reflection_usage=proposal.usage,
+                gate=gate.evidence(cfg.z_noise),
             )
             continue
         ctx.log(
@@ -84,7 +84,9 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
             split="train",
             measured=cand_train,
             parents=[inc_id],
+            reason=f"training gate passed: {gate.delta:+.3f} ± {gate.se:.3f}",
             reflection_usage=proposal.usage,
+            gate=gate.evidence(cfg.z_noise),
         )
         cand_val = ctx.measure(cand, val) if separate_val else cand_train
         again = ctx.measure(inc, val, first_replicate=inc_reps)
@@ -126,6 +128,7 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
                 measured=cand_val,
                 parents=[parent],
                 reason=f"validation {cmp.delta:+.3f} ± {cmp.se:.3f}",
+                gate=cmp.evidence(cfg.z_noise),
             )
         else:
             failed.append(f"{describe_change(inc, cand)} (validation {cmp.delta:+.2f} ± {cmp.se:.2f})")
@@ -136,5 +139,22 @@ def run_iterative(ctx: EvolveContext) -> StrategyOutcome:
                 measured=cand_val,
                 parents=[inc_id],
                 reason=f"validation {cmp.delta:+.3f} does not clear the noise ({cfg.z_noise} × {cmp.se:.3f})",
+                gate=cmp.evidence(cfg.z_noise),
             )
-    return StrategyOutcome(seed_id=seed_id, best_text=inc, best_val=ctx.best_val, seed_val=seed_val)
+    return StrategyOutcome(seed_id=seed_id, best_text=inc, best_val=ctx.best_val, seed_val=seed_val,
+                           stop_reason=_stop_reason(ctx, barren, reflections, failed))
+
+
+def _stop_reason(ctx: EvolveContext, barren: int, reflections: int, failed: list[str]) -> str:
+    """Why the loop above ended, in the terms a user can act on."""
+    cfg = ctx.config
+    if barren >= MAX_BARREN_ROUNDS:
+        last = failed[-1] if failed else ""
+        return (f"{barren} reflections in a row gave nothing new to measure (refused or repeated)"
+                + (f"; last: {last[:200]}" if last else ""))
+    if cfg.max_proposals is not None and reflections >= cfg.max_proposals:
+        return f"made the {cfg.max_proposals} reflection(s) asked for (--iterations)"
+    if cfg.max_cost_usd is not None and ctx.spent_usd() >= cfg.max_cost_usd:
+        return f"the cost cap of ${cfg.max_cost_usd:.2f} is reached (${ctx.spent_usd():.2f} spent)"
+    return (f"the trial budget is spent: {ctx.bank.trials_used} of {ctx.plan.search} search trials used, "
+            f"a proposal needs {ctx.plan.per_proposal}")

@@ -51,20 +51,24 @@ def _present(value: str, text: str) -> bool:
     return re.search(r"(?<![\w.])" + re.escape(v) + r"(?![\w])", text) is not None
 
 
-def leaked(text: str, facts: Iterable[Fact]) -> list[str]:
-    """The reasons `text` carries task-specific facts (empty when it carries none)."""
+def leaked(text: str, facts: Iterable[Fact], *, quote: bool = True) -> list[str]:
+    """The reasons `text` carries task-specific facts (empty when it carries none).
+
+    `quote=False` names the kind of fact but not the value: the reason sent back to the
+    reflection model must not confirm which of its guesses is a task's truth.
+    """
     norm = _norm(text)
     reasons: list[str] = []
     for fact in facts:
         hits = [v for v in fact.values if _present(v, norm)]
         if len(hits) >= fact.min_hits:
             shown = ", ".join(repr(h) for h in hits[:4])
-            reasons.append(f"{fact.what}: {shown}")
+            reasons.append(f"{fact.what}: {shown}" if quote else fact.what)
     return reasons
 
 
-def leak_flag(text: str, facts: Iterable[Fact]) -> str | None:
-    reasons = leaked(text, facts)
+def leak_flag(text: str, facts: Iterable[Fact], *, quote: bool = True) -> str | None:
+    reasons = list(dict.fromkeys(leaked(text, facts, quote=quote)))
     if not reasons:
         return None
     more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""

@@ -41,6 +41,8 @@ class Proposal:
     flags: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     attempts: int = 0
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)  # every refused text, with why
+    hints: list[str] = field(default_factory=list)  # `flags` as the model may read them: no task values
 
 
 def extract_prompt(reply: str, *, first: bool = False) -> str | None:
@@ -85,6 +87,7 @@ class Reflector:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.retries = retries
+        self._no_prompt = ""  # why the last `_call` returned no text
 
     def request(
         self,
@@ -140,6 +143,11 @@ class Reflector:
                 ]
             else:
                 max_tokens = min(MAX_TOKENS_CAP, max_tokens * 2)
+        self._no_prompt = (
+            f"truncated: the reply was cut off (stop reason {reply.stop_reason}) even with more output tokens"
+            if _truncated(reply)
+            else f"no {OPEN} block in the reply (stop reason {reply.stop_reason}), even when asked for one"
+        )
         return None
 
     def propose(
@@ -163,33 +171,35 @@ class Reflector:
         )
         usage: list[Usage] = []
         flags: list[str] = []
+        hints: list[str] = []
+        refused: list[tuple[str, list[str]]] = []
         attempts = 0
         text: str | None = None
         for _ in range(self.retries + 1):
             attempts += 1
             text = self._call(messages, usage)
             if text is None:
-                flags = ["truncated: the reply was cut off even with more output tokens"]
+                flags = hints = [self._no_prompt]
                 break
-            flags = [
-                f
-                for f in (
-                    length_flag(text, budget),
-                    copy_flag(text, self.forbidden(), self.copy_words),
-                    leak_flag(text, self.facts()),
-                )
-                if f
-            ]
+            found = (
+                length_flag(text, budget),
+                copy_flag(text, self.forbidden(), self.copy_words),
+                leak_flag(text, self.facts()),
+            )
+            flags = [f for f in found if f]
+            hints = [f for f in (*found[:2], leak_flag(text, self.facts(), quote=False)) if f]
             if not flags:
-                return Proposal(text=text, usage=sum(usage, Usage()), attempts=attempts)
+                return Proposal(text=text, usage=sum(usage, Usage()), attempts=attempts, refused=refused)
+            refused.append((text, flags))
             messages = [
                 *messages,
                 Message(role="assistant", content=f"{OPEN}\n{text}\n{CLOSE}"),
                 Message(
                     role="user",
                     content="This text cannot be used: "
-                    + "; ".join(flags)
+                    + "; ".join(hints)
                     + f". Fix that and return the whole text again between {OPEN} and {CLOSE}.",
                 ),
             ]
-        return Proposal(text=None, rejected=text, flags=flags, usage=sum(usage, Usage()), attempts=attempts)
+        return Proposal(text=None, rejected=text, flags=flags, usage=sum(usage, Usage()), attempts=attempts,
+                        refused=refused, hints=hints)

@@ -57,6 +57,46 @@ def prompt_diff_html(seed: str, best: str) -> str:
     return style + table
 
 
+def candidate_rows(folder: EvolutionFolder) -> list[dict[str, str]]:
+    """One row per candidate, in order of first appearance: what changed, how it scored, its verdict.
+
+    The verdict is the candidate's last decisive step (accepted, rejected, flagged); its
+    reason and the paired comparison it rested on come with it.
+    """
+    from cellprompt.evolve.context import describe_change
+
+    rows: dict[str, dict[str, str]] = {}
+    texts: dict[str, str] = {}
+    trials: dict[str, int] = {}
+    for rec in folder.candidates():
+        texts.setdefault(rec.candidate_id, rec.text)
+        trials[rec.candidate_id] = trials.get(rec.candidate_id, 0) + rec.trials
+        row = rows.setdefault(rec.candidate_id, {
+            "id": rec.candidate_id, "parent": ",".join(rec.parents), "origin": rec.origin, "train": "",
+            "val": "", "verdict": rec.verdict, "reason": rec.reason, "change": ""})
+        row["parent"] = row["parent"] or ",".join(rec.parents)
+        if rec.split in ("train", "val") and rec.mean_score is not None:
+            row[rec.split] = f"{rec.mean_score:.3f}"
+        if rec.verdict != "evaluated" or row["verdict"] == "evaluated":
+            gate = f" ({rec.gate['delta']:+.3f} ± {rec.gate['se']:.3f})" if rec.gate else ""
+            row["verdict"], row["reason"] = rec.verdict, (rec.reason or "") + ("" if rec.reason else gate)
+    for cid, row in rows.items():
+        parent = row["parent"].split(",")[0]
+        row["trials"] = str(trials[cid])
+        row["change"] = describe_change(texts.get(parent, ""), texts[cid], 160) if parent else "seed"
+    return list(rows.values())
+
+
+def candidate_table_html(folder: EvolutionFolder) -> str:
+    cols = ("id", "parent", "change", "train", "val", "verdict", "reason", "trials")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in cols) + "</tr>"
+        for row in candidate_rows(folder)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def html_section(folder: EvolutionFolder) -> tuple[str, str]:
     """(title, html) for `build_report(..., extra_sections=[...])`."""
     cfg = folder.config()
@@ -85,6 +125,15 @@ def html_section(folder: EvolutionFolder) -> tuple[str, str]:
             f"<tr><td><b>mean</b></td><td><b>{_fmt(test.seed.mean)}</b></td>"
             f"<td><b>{_fmt(test.best.mean)}</b></td></tr></table><p>best − seed: {delta}</p>"
         )
+    summary_path = folder.path / "summary.json"
+    if summary_path.exists():
+        from cellprompt.evolve.schema import EvolveSummary
+
+        summary = EvolveSummary.model_validate_json(summary_path.read_text(encoding="utf-8"))
+        parts += [f"<p><b>warning:</b> {html.escape(w)}</p>" for w in summary.warnings]
+        if summary.stop_reason:
+            parts.append(f"<p>Stopped: {html.escape(summary.stop_reason)}</p>")
+    parts.append("<h4>Candidates</h4>" + candidate_table_html(folder))
     parts.append("<h4>Seed prompt vs best prompt</h4>" + prompt_diff_html(cfg.seed_prompt, best))
     return "Prompt evolution", "\n".join(parts)
 

@@ -13,8 +13,8 @@ from cellprompt.evolve.evaluator import Judge
 from cellprompt.evolve.folder import text_id
 from cellprompt.evolve.leaks import Fact, dataset_facts, grader_facts
 from cellprompt.llm.base import ChatModel
+from cellprompt.records.run import Evaluation, Limits, TrialRecord
 from cellprompt.runs.executors import Executor
-from cellprompt.runs.schema import Evaluation, Limits, TrialRecord
 from cellprompt.runs.store import RunStore
 from cellprompt.tasks import Task, load_task
 
@@ -90,7 +90,9 @@ class RunnerEvaluator:
         )
         specs = [s for s in specs if s.replicate >= first_replicate]
         callback = (lambda record, _progress: self.on_trial(record)) if self.on_trial else None  # type: ignore[misc]
-        progress = run(specs, self.store, parallel=self.parallel, executor=self.executor, on_trial=callback)
+        # the bank asks again only for trials it lacks or that errored: an outage is retried, not reused
+        progress = run(specs, self.store, parallel=self.parallel, executor=self.executor, on_trial=callback,
+                       rerun_errors=True)
         by_id = {r.trial_id: r for r in progress.records}
         if any(s.trial_id not in by_id for s in specs):
             by_id.update({r.trial_id: r for r in self.store.trials()})

@@ -12,19 +12,21 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from cellprompt.llm.base import Usage
-from cellprompt.runs.schema import utcnow
+from cellprompt.records.run import utcnow
+from cellprompt.records.versioned import Versioned
 
 EVOLVE_SCHEMA_VERSION = 1
 
-StrategyName = Literal["iterative", "gepa"]
+StrategyName = str  # a name in `evolve.api.STRATEGIES`, checked when an evolution starts
 Split = Literal["train", "val", "test"]
 Origin = Literal["seed", "reflection", "merge"]
 Verdict = Literal["evaluated", "accepted", "rejected", "flagged"]
 
 
-class EvolveConfig(BaseModel):
+class EvolveConfig(Versioned):
     """Everything that determines an evolution; saved as `evolve.json` so `--resume` needs only the id."""
 
+    SCHEMA_VERSION = EVOLVE_SCHEMA_VERSION
     schema_version: int = EVOLVE_SCHEMA_VERSION
     evolution_id: str
     objective: str
@@ -59,7 +61,7 @@ class EvolveConfig(BaseModel):
         return self.val_tasks or self.train_tasks
 
 
-class CandidateRecord(BaseModel):
+class CandidateRecord(Versioned):
     """One `evolution.jsonl` line: what happened to one candidate at one step.
 
     A candidate has several lines (evaluated on train, then on validation,
@@ -67,6 +69,7 @@ class CandidateRecord(BaseModel):
     the step, so the progress curve is read straight off the file.
     """
 
+    SCHEMA_VERSION = EVOLVE_SCHEMA_VERSION
     schema_version: int = EVOLVE_SCHEMA_VERSION
     candidate_id: str
     text: str
@@ -81,6 +84,7 @@ class CandidateRecord(BaseModel):
     verdict: Verdict = "evaluated"
     flags: list[str] = Field(default_factory=list)  # length budget, copied spans
     reason: str = ""
+    gate: dict[str, float] | None = None  # the paired comparison a verdict rested on (delta, se, z, tasks)
     trials_used: int = 0  # cumulative, after this step
     best_id: str | None = None
     best_val: float | None = None
@@ -93,9 +97,10 @@ class SplitComparison(BaseModel):
     mean: float | None
 
 
-class TestComparison(BaseModel):
+class TestComparison(Versioned):
     """`test_comparison.json`: the seed and the best prompt on held-out tasks, side by side."""
 
+    SCHEMA_VERSION = EVOLVE_SCHEMA_VERSION
     schema_version: int = EVOLVE_SCHEMA_VERSION
     tasks: list[str]
     replicates: int
@@ -116,9 +121,10 @@ class CostSummary(BaseModel):
         return self.agent.cost_usd + self.reflection.cost_usd + self.judge.cost_usd
 
 
-class EvolveSummary(BaseModel):
+class EvolveSummary(Versioned):
     """`summary.json`: the outcome an evolution folder ends with."""
 
+    SCHEMA_VERSION = EVOLVE_SCHEMA_VERSION
     schema_version: int = EVOLVE_SCHEMA_VERSION
     evolution_id: str
     strategy: StrategyName
@@ -130,4 +136,6 @@ class EvolveSummary(BaseModel):
     candidates: int
     cost: CostSummary
     test: TestComparison | None = None
+    stop_reason: str = ""  # why the search ended (budget, cost cap, no new proposals, nothing to learn)
+    warnings: list[str] = Field(default_factory=list)  # about the set-up, e.g. overlapping splits
     finished_at: datetime = Field(default_factory=utcnow)

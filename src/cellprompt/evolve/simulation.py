@@ -28,7 +28,7 @@ from cellprompt.evolve.checks import words
 from cellprompt.evolve.reflection import CLOSE, OPEN, extract_prompt
 from cellprompt.grading.base import GradeResult
 from cellprompt.llm.base import ChatReply, Message, ToolSpec, Usage
-from cellprompt.runs.schema import ExecutionRecord, TrialRecord, TrialSpec, Turn
+from cellprompt.records.run import ExecutionRecord, TrialRecord, TrialSpec, Turn
 
 
 @dataclass(frozen=True)

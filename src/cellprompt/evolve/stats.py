@@ -24,6 +24,14 @@ class Comparison:
     def wins(self, z: float, min_delta: float = 1e-9) -> bool:
         return self.tasks > 0 and self.delta > max(min_delta, z * self.se)
 
+    def loses(self, z: float) -> bool:
+        """Worse by more than the noise: only then is a cheap gate allowed to reject."""
+        return self.tasks > 0 and -self.delta > max(1e-9, z * self.se)
+
+    def evidence(self, z: float) -> dict[str, float]:
+        """What a verdict rested on, kept with it in evolution.jsonl."""
+        return {"delta": round(self.delta, 4), "se": round(self.se, 4), "z": z, "tasks": self.tasks}
+
 
 class NoiseModel:
     """Pooled within-(prompt, task) variance of trial scores, shrunk towards a prior."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from cellprompt.grading.judge import DISAGREEMENT_POINTS
 from cellprompt.grading.stats import bootstrap_ci
-from cellprompt.runs.schema import Evaluation, TrialRecord
+from cellprompt.records.run import Evaluation, TrialRecord
 
 RunData = tuple[str, list[TrialRecord], dict[str, Evaluation]]
 

@@ -15,7 +15,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from cellprompt.runs.schema import Evaluation, ExecutionRecord, TrialRecord
+from cellprompt.records.run import Evaluation, ExecutionRecord, TrialRecord
 from cellprompt.runs.store import RunStore
 
 

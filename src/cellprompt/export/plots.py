@@ -9,7 +9,7 @@ from collections import defaultdict
 from matplotlib.figure import Figure
 
 from cellprompt.grading.stats import trial_score
-from cellprompt.runs.schema import TrialRecord
+from cellprompt.records.run import TrialRecord
 
 
 def _data_uri(fig: Figure) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 from cellprompt.export import plots
 from cellprompt.export.judge_ranking import judge_ranking, judge_section_html
 from cellprompt.export.notebook import image_base64
-from cellprompt.grading.judge import strip_ansi
 from cellprompt.grading.stats import GroupStats, RunStats, compute_stats
-from cellprompt.runs.schema import Evaluation, ExecutionRecord, TrialRecord
+from cellprompt.records.outputs import clip, output_text
+from cellprompt.records.run import Evaluation, ExecutionRecord, TrialRecord
 from cellprompt.runs.store import RunStore
 
 OUTPUT_LIMIT = 20_000
@@ -36,13 +36,7 @@ def _json_script(data: object) -> str:
 
 
 def _clip(text: str) -> str:
-    if len(text) <= OUTPUT_LIMIT:
-        return text
-    return (
-        text[: OUTPUT_LIMIT // 2]
-        + f"\n[... {len(text) - OUTPUT_LIMIT} characters omitted ...]\n"
-        + text[-OUTPUT_LIMIT // 2 :]
-    )
+    return clip(text, OUTPUT_LIMIT)
 
 
 def _outputs(ex: ExecutionRecord, run_dir: Path) -> list[dict[str, str]]:
@@ -55,8 +49,7 @@ def _outputs(ex: ExecutionRecord, run_dir: Path) -> list[dict[str, str]]:
                 {"k": "stream", "name": str(out.get("name", "stdout")), "text": _clip(out.get("text", ""))}
             )
         elif kind == "error":
-            tb = "\n".join(strip_ansi(str(line)) for line in out.get("traceback", []) or [])
-            items.append({"k": "error", "text": _clip(tb or f"{out.get('ename')}: {out.get('evalue')}")})
+            items.append({"k": "error", "text": _clip(output_text(out))})
         elif kind in ("display_data", "execute_result"):
             data = out.get("data") or {}
             image = next((m for m in ("image/png", "image/jpeg") if m in data), None)
@@ -177,7 +170,7 @@ def _categories(trials: list[tuple[str, TrialRecord]]) -> dict[str, str]:
         if ref in found:
             continue
         try:
-            from cellprompt.tasks import load_task  # type: ignore[attr-defined]
+            from cellprompt.tasks import load_task
 
             found[ref] = load_task(ref).metadata.category
         except Exception:
@@ -224,7 +217,7 @@ def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several
 
 
 def _asset(name: str) -> str:
-    return resources.files("cellprompt.export").joinpath("assets", name).read_text(encoding="utf-8")
+    return (resources.files("cellprompt.export") / "assets" / name).read_text(encoding="utf-8")
 
 
 def build_report(

@@ -18,8 +18,9 @@ from nbformat import NotebookNode
 from pydantic import BaseModel, Field
 
 from cellprompt.export.notebook import nb_outputs
-from cellprompt.grading.judge import strip_ansi
-from cellprompt.runs.schema import ExecutionRecord, TrialRecord
+from cellprompt.records.outputs import strip_ansi
+from cellprompt.records.run import ExecutionRecord, TrialRecord
+from cellprompt.records.versioned import Versioned
 from cellprompt.sandbox.base import Mount, Sandbox
 
 SCHEMA_VERSION = 1
@@ -59,7 +60,8 @@ class CellCheck(BaseModel):
     rerun_text: str = ""
 
 
-class ReproReport(BaseModel):
+class ReproReport(Versioned):
+    SCHEMA_VERSION = SCHEMA_VERSION
     schema_version: int = SCHEMA_VERSION
     notebook: str
     engine: Literal["nbclient", "sandbox-execute"]
@@ -185,7 +187,7 @@ def reproduce(
 def trial_mounts(record: TrialRecord) -> tuple[list[Mount], list[str]]:
     """The agent's copy of the trial's dataset, mounted where the trial saw it."""
     try:
-        from cellprompt.tasks import load_task, materialise  # type: ignore[attr-defined]
+        from cellprompt.tasks import load_task, materialise
 
         return [materialise(load_task(record.spec.task_ref)).mount()], []
     except Exception as exc:  # still re-run: cells that do not read the data can reproduce

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from cellprompt.errors import GradingError
 from cellprompt.grading.judge_input import (  # the helpers are re-exported: judge's public API
     MAX_FIGURES,
     MAX_OPEN_FIGURES,
+    JudgedTask,
     figure_paths,
     figures_b64,
     is_open,
@@ -33,18 +33,15 @@ from cellprompt.grading.judge_input import (  # the helpers are re-exported: jud
     user_message,
 )
 from cellprompt.llm.base import ChatModel, Message, Usage
-from cellprompt.runs.schema import Evaluation, JudgeCriterion, JudgeSample, TrialRecord
-from cellprompt.runs.store import RunStore
-from cellprompt.tasks.spec import Task
+from cellprompt.records.run import Evaluation, JudgeCriterion, JudgeSample, TrialRecord
 
 __all__ = [
     "DEFAULT_CRITERIA",
     "OPEN_CRITERIA",
-    "EvaluateSummary",
     "JudgeVerdict",
+    "JudgedTask",
     "Rubric",
     "default_judge",
-    "evaluate_run",
     "figure_paths",
     "judge_trial",
     "load_rubric",
@@ -248,7 +245,7 @@ def _one_sample(
 
 def judge_trial(
     record: TrialRecord,
-    task: Task | None,
+    task: JudgedTask | None,
     model: ChatModel,
     *,
     samples: int = 1,
@@ -311,78 +308,3 @@ def judge_trial(
         figures_shown=len(images),
         usage=total,
     )
-
-
-class EvaluateSummary(BaseModel):
-    judged: int = 0
-    failed: int = 0
-    disagreements: int = 0  # trials whose judge samples span more than DISAGREEMENT_POINTS
-    skipped: int = 0
-    cost_usd: float = 0.0
-    warnings: list[str] = Field(default_factory=list)
-
-
-def _load_task(ref: str, cache: dict[str, Task | None]) -> Task | None:
-    if ref not in cache:
-        try:
-            from cellprompt.tasks import load_task  # type: ignore[attr-defined]
-
-            cache[ref] = load_task(ref)
-        except Exception:  # the judge still works from the trial's own first message
-            cache[ref] = None
-    return cache[ref]
-
-
-def evaluate_run(
-    store: RunStore,
-    judge_model_spec: str | ChatModel,
-    samples: int = 1,
-    rubric_file: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    *,
-    base_url: str | None = None,
-    show_system_prompt: bool = True,
-    include_figures: bool | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> EvaluateSummary:
-    """Judge every trial of a run not yet judged successfully, appending to `evaluations.jsonl`."""
-    rubric = load_rubric(rubric_file) if rubric_file else None
-    if isinstance(judge_model_spec, str):
-        from cellprompt.llm import make_model  # type: ignore[attr-defined]
-
-        model: ChatModel = make_model(judge_model_spec, base_url=base_url)
-    else:
-        model = judge_model_spec
-    trials = store.trials()
-    done = {tid for tid, ev in store.evaluations().items() if ev.ok}
-    todo = [t for t in trials if t.trial_id not in done]
-    summary = EvaluateSummary(skipped=len(trials) - len(todo))
-    family = provider_family(model.spec)
-    shared = same_family(model.spec, [t.spec.model for t in todo])
-    if shared:
-        summary.warnings.append(
-            f"judge {model.spec} is from the same provider family ({family}) as agent "
-            f"model(s) {', '.join(shared)}: it may favour them; consider another judge"
-        )
-        if warn:
-            warn(summary.warnings[-1])
-    tasks: dict[str, Task | None] = {}
-    for number, record in enumerate(todo, start=1):
-        evaluation = judge_trial(
-            record,
-            _load_task(record.spec.task_ref, tasks),
-            model,
-            samples=samples,
-            rubric=rubric,
-            show_system_prompt=show_system_prompt,
-            include_figures=include_figures,
-            run_dir=store.path,
-        )
-        store.append_evaluation(evaluation)
-        summary.disagreements += evaluation.disagreement
-        summary.judged += evaluation.ok
-        summary.failed += not evaluation.ok
-        summary.cost_usd += evaluation.usage.cost_usd
-        if progress:
-            progress(number, len(todo))
-    return summary

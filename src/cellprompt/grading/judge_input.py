@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from cellprompt.runs.schema import ExecutionRecord, TrialRecord
-from cellprompt.tasks.spec import Task
+from cellprompt.records.outputs import clip, output_text, strip_ansi
+from cellprompt.records.run import ExecutionRecord, TrialRecord
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+__all__ = ["output_text", "strip_ansi"]  # re-exported: the judge's public helpers
+
 CODE_LIMIT = 3000
 OUTPUT_LIMIT = 2000
 TEXT_LIMIT = 4000
@@ -24,37 +24,24 @@ MAX_OPEN_FIGURES = 8  # an open analysis is argued with its figures
 REPORT_LIMIT = 12000
 
 
-def is_open(record: TrialRecord, task: Task | None) -> bool:
+class JudgedTask(Protocol):
+    """What the judge reads of a task (`tasks.Task` is one); the trial alone serves without it."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def objective(self) -> str: ...
+    @property
+    def rubric(self) -> str | None: ...
+
+
+def is_open(record: TrialRecord, task: JudgedTask | None) -> bool:
     return (task is not None and task.kind == "open") or record.spec.task_kind == "open"
 
 
 def truncate(text: str, limit: int) -> str:
     """Keep the head and the tail: the start says what ran, the end says how it finished."""
-    if len(text) <= limit:
-        return text
-    head = int(limit * 0.6)
-    tail = limit - head
-    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-tail:]}"
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
-
-
-def output_text(output: dict[str, Any]) -> str:
-    """A kernel output as plain text, the way a reader of a notebook would see it."""
-    kind = output.get("type") or output.get("output_type")
-    if kind == "stream":
-        return str(output.get("text", ""))
-    if kind == "error":
-        tb = "\n".join(strip_ansi(line) for line in output.get("traceback", []) or [])
-        return tb or f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
-    data = output.get("data") or {}
-    if "text/plain" in data:
-        return str(data["text/plain"])
-    if any(mime.startswith("image/") for mime in data):
-        return "[figure]"
-    return ""
+    return clip(text, limit, head=0.6)
 
 
 def _execution_text(ex: ExecutionRecord) -> str:
@@ -78,7 +65,7 @@ def transcript(record: TrialRecord) -> str:
     return "\n\n".join(parts) or "(the agent produced no turns)"
 
 
-def user_message(record: TrialRecord, task: Task | None, show_system_prompt: bool) -> str:
+def user_message(record: TrialRecord, task: JudgedTask | None, show_system_prompt: bool) -> str:
     objective = task.objective if task is not None else record.first_message
     parts = [f"## Task\n{truncate(objective, TEXT_LIMIT)}"]
     if record.first_message and task is not None and record.first_message != task.objective:

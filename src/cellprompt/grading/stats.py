@@ -15,8 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from cellprompt.runs.schema import Evaluation, TrialRecord
-from cellprompt.runs.store import RunStore
+from cellprompt.records.run import Evaluation, TrialRecord
 
 SCHEMA_VERSION = 1
 N_BOOT = 2000
@@ -170,7 +169,3 @@ def compute_stats(
         seed=seed,
         notes=notes,
     )
-
-
-def stats_for_stores(stores: list[RunStore], *, seed: int = 0) -> RunStats:
-    return compute_stats([(s.run_id, s.trials(), s.evaluations()) for s in stores], seed=seed)

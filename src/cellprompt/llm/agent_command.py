@@ -1,7 +1,7 @@
 """`agent:COMMAND`: an external agent (Claude Code, Codex CLI, any MCP client) in the model slot.
 
 It is not a chat model: a trial runs the command once with cellprompt's MCP server
-wired to it (`cellprompt.agent.external`). It still passes through `make_model` so
+wired to it (`cellprompt.mcp.external`). It still passes through `make_model` so
 that every place that checks a `--model` value up front (run planning, evolution)
 accepts it and refuses a command that cannot start, before any trial runs.
 """

@@ -1,9 +1,11 @@
 """A task's sandbox as a Model Context Protocol server, so any agent can be benchmarked.
 
 `session` holds the tools and the record (no SDK needed); `server` puts them behind
-the official `mcp` SDK over stdio or streamable HTTP; `serve` is `cellprompt mcp
-serve` (one trial, one run folder); `bridge` relays stdio to the HTTP server for
-clients that only launch stdio servers. The SDK is the optional extra `cellprompt[mcp]`.
+the official `mcp` SDK over stdio or streamable HTTP; `external` plays a trial with an
+`agent:` command as the model; `bridge` relays stdio to the HTTP server for clients
+that only launch stdio servers. `cellprompt mcp serve` (one trial, one run folder) is
+`runs/mcp_serve.py`, a layer up, since it makes a run. The SDK is the optional extra
+`cellprompt[mcp]`.
 """
 
 from __future__ import annotations

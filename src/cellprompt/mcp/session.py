@@ -31,7 +31,7 @@ from cellprompt.agent.loop import AgentLimits, AgentOutcome, execution_record
 from cellprompt.agent.tools import EXECUTE, SUBMIT, coerce_answer
 from cellprompt.errors import CellpromptError, SandboxDiedError
 from cellprompt.llm.base import ToolCall, Usage
-from cellprompt.runs.schema import LimitName, TrialStatus, Turn
+from cellprompt.records.run import LimitName, TrialStatus, Turn
 from cellprompt.sandbox.base import ExecutionResult, Sandbox
 
 LIST_FILES = "list_files"

@@ -31,7 +31,7 @@ def clip(text: str, limit: int, *, head: float = 0.5) -> str:
     kept_head = int(limit * head)
     kept_tail = limit - kept_head
     cut = len(text) - limit
-    return f"{text[:kept_head]}\n… [{cut} characters cut] …\n{text[len(text) - kept_tail:]}"
+    return f"{text[:kept_head]}\n… [{cut} characters omitted] …\n{text[len(text) - kept_tail:]}"
 
 
 def output_text(output: Mapping[str, Any], *, figure: str = "[figure]") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationError, field_validator
 
 
 class Versioned(BaseModel):
@@ -30,3 +30,12 @@ class Versioned(BaseModel):
                 f"written by a newer cellprompt (schema_version {version}, this one reads up to "
                 f"{cls.SCHEMA_VERSION}): upgrade cellprompt to read it")
         return version
+
+
+def one_line(exc: ValueError) -> str:
+    """The first reason a file failed validation, as one line (pydantic's own text spans many)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

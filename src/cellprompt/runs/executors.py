@@ -7,14 +7,19 @@ so threads give real parallelism here without pickling anything.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from cellprompt.runs.schema import TrialRecord, TrialSpec
+from cellprompt.errors import UsageError
+from cellprompt.records.run import TrialRecord, TrialSpec
+from cellprompt.registry import Registry
 
 TrialFn = Callable[[TrialSpec], TrialRecord]
+# What an executor returns: records as trials end. The runner closes it when it stops early;
+# closing must stop dispatching and return once running trials have ended.
+Records = Generator[TrialRecord, None, None]
 
 
 class Executor(Protocol):
@@ -25,7 +30,7 @@ class Executor(Protocol):
     """
 
     def run(self, fn: TrialFn, specs: Iterable[TrialSpec],
-            stop: threading.Event) -> Iterator[TrialRecord]: ...
+            stop: threading.Event) -> Records: ...
 
 
 @runtime_checkable
@@ -38,30 +43,38 @@ class RemoteExecutor(Protocol):
     """
 
     def run_trials(self, specs: Iterable[TrialSpec], run_dir: Path,
-                   stop: threading.Event) -> Iterator[TrialRecord]: ...
+                   stop: threading.Event) -> Records: ...
 
 
-EXECUTORS = ("local", "ray")
+ExecutorFactory = Callable[[int, "str | None"], Executor]  # (parallel, address) -> executor
+
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor")
 
 
 def make_executor(name: str = "local", *, parallel: int = 1, address: str | None = None) -> Executor:
     """`--executor NAME`: `local` (threads) or `ray` (a cluster at `address`, or a local one)."""
-    from cellprompt.errors import UsageError
+    factory = EXECUTORS.get(name)
+    if factory is None:
+        raise UsageError(EXECUTORS.unknown(name))
+    return factory(parallel, address)
 
-    if name == "local":
-        if address:
-            raise UsageError("--ray-address goes with --executor ray")
-        return LocalExecutor(parallel)
-    if name == "ray":
-        import importlib.util
 
-        from cellprompt.runs.ray_executor import INSTALL_HINT, RayExecutor
+@EXECUTORS.register("local")
+def _local(parallel: int, address: str | None) -> Executor:
+    if address:
+        raise UsageError("--ray-address goes with --executor ray")
+    return LocalExecutor(parallel)
 
-        if importlib.util.find_spec("ray") is None:  # before a run folder is made
-            raise UsageError(INSTALL_HINT)
 
-        return RayExecutor(address=address, parallel=parallel)
-    raise UsageError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
+@EXECUTORS.register("ray")
+def _ray(parallel: int, address: str | None) -> Executor:
+    import importlib.util
+
+    from cellprompt.runs.ray_executor import INSTALL_HINT, RayExecutor
+
+    if importlib.util.find_spec("ray") is None:  # before a run folder is made
+        raise UsageError(INSTALL_HINT)
+    return RayExecutor(address=address, parallel=parallel)
 
 
 class LocalExecutor:
@@ -71,7 +84,7 @@ class LocalExecutor:
         self.parallel = max(1, parallel)
 
     def run(self, fn: TrialFn, specs: Iterable[TrialSpec],
-            stop: threading.Event) -> Iterator[TrialRecord]:
+            stop: threading.Event) -> Records:
         pending = iter(specs)
         running: set[Future[TrialRecord]] = set()
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="trial") as pool:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cellprompt.errors import UsageError
+from cellprompt.records.run import Limits, TrialSpec
 from cellprompt.runs.open_task import DEFAULT_OBJECTIVE, open_task, write_task
 from cellprompt.runs.plan import plan_trials
 from cellprompt.runs.runner import create_run
-from cellprompt.runs.schema import Limits, TrialSpec
 from cellprompt.runs.store import RunStore, new_run_id
 
 DEFAULT_JUDGE_SAMPLES = 3
@@ -64,7 +64,7 @@ def judge_open_run(store: RunStore, judge_model: str, *, samples: int = DEFAULT_
                    base_url: str | None = None, progress: Callable[[int, int], None] | None = None,
                    warn: Callable[[str], None] | None = None):  # -> EvaluateSummary
     """Judge every trial not yet judged, figures included, with several samples for the spread."""
-    from cellprompt.grading.judge import evaluate_run
+    from cellprompt.runs.evaluate import evaluate_run
 
     return evaluate_run(store, judge_model, samples, None, progress, base_url=base_url,
                         include_figures=None, warn=warn)

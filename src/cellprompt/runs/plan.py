@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cellprompt.errors import UsageError
-from cellprompt.runs.schema import Limits, TrialSpec
+from cellprompt.records.run import Limits, TrialSpec
 
 PROMPT_SUFFIXES = (".txt", ".md", ".prompt")
 
@@ -17,15 +17,26 @@ def _digest(*parts: str, n: int = 12) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
 
 
-def load_prompts(refs: list[str]) -> dict[str, str]:
-    """Prompt id → text, from literal texts, files, or folders of prompt files.
+def looks_like_path(ref: str) -> bool:
+    """One token with a path's marks (a slash, a leading `.` or `~`, a prompt suffix): a typo of a
+    file must fail, not silently become the system prompt."""
+    if not ref or any(c.isspace() for c in ref):
+        return False
+    return ("/" in ref or "\\" in ref or ref.startswith(("~", ".")) or Path(ref).suffix in PROMPT_SUFFIXES)
 
-    A file's id is its stem; a literal text's id is a hash of it, so the same text
-    gets the same id on resume.
+
+def load_prompts(refs: list[str]) -> dict[str, str]:
+    """Prompt id → text, from built-in names (`baseline`), literal texts, files, or folders of
+    prompt files.
+
+    A file's id is its stem; a built-in's id is its name; a literal text's id is a hash of it, so
+    the same text gets the same id on resume.
     """
+    from cellprompt.prompts import builtin_prompt, builtin_prompt_names
+
     prompts: dict[str, str] = {}
     for ref in refs:
-        path = Path(ref)
+        path = Path(ref).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in PROMPT_SUFFIXES and p.is_file())
             if not files:
@@ -34,8 +45,12 @@ def load_prompts(refs: list[str]) -> dict[str, str]:
                 prompts[file.stem] = file.read_text(encoding="utf-8")
         elif path.is_file():
             prompts[path.stem] = path.read_text(encoding="utf-8")
-        elif path.suffix in PROMPT_SUFFIXES and "\n" not in ref:
-            raise UsageError(f"prompt file {ref} does not exist: pass an existing file, a folder or a text")
+        elif ref in builtin_prompt_names():
+            prompts[ref] = builtin_prompt(ref)
+        elif looks_like_path(ref):
+            raise UsageError(f"prompt file or folder {ref} does not exist: pass an existing file or "
+                             f"folder, a built-in prompt ({', '.join(builtin_prompt_names())}) or a "
+                             "text with spaces")
         else:
             if not ref.strip():
                 raise UsageError("an empty prompt was given: pass a text, a file or a folder")

@@ -9,6 +9,7 @@ handed out once and closed after its trial, never reused.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 
 from cellprompt.sandbox.base import Mount, Sandbox
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, tuple[Mount, ...]]
 
@@ -77,6 +80,8 @@ class PrelaunchedSandboxes:
             futures = [f for queue in self._ready.values() for f in queue]
             self._ready.clear()
         for future in futures:
-            with suppress(Exception):
+            try:
                 future.result().close()
+            except Exception:  # a launch that failed, or a sandbox already gone
+                log.debug("closing a prelaunched sandbox failed", exc_info=True)
         self._launcher.shutdown(wait=True)

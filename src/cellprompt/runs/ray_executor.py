@@ -15,14 +15,14 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from cellprompt.errors import RunError, UsageError
-from cellprompt.runs.executors import TrialFn
-from cellprompt.runs.schema import TrialRecord, TrialSpec
+from cellprompt.records.run import TrialRecord, TrialSpec
+from cellprompt.runs.executors import Records, TrialFn
 
 MAX_TRIAL_RETRIES = 2  # re-runs of a trial whose worker or node died
 PREFLIGHT_TIMEOUT_S = 600.0  # a loaded node may take minutes to start a worker
@@ -134,7 +134,7 @@ class RayExecutor:
 
     # -- the two entry points -------------------------------------------------------------
 
-    def run(self, fn: TrialFn, specs: Iterable[TrialSpec], stop: threading.Event) -> Iterator[TrialRecord]:
+    def run(self, fn: TrialFn, specs: Iterable[TrialSpec], stop: threading.Event) -> Records:
         """The `Executor` protocol: `fn` (picklable) runs on workers; its exceptions reach the caller."""
         ray, window = self._start([])
         remote = ray.remote(_call)
@@ -149,7 +149,7 @@ class RayExecutor:
                 yield result
 
     def run_trials(self, specs: Iterable[TrialSpec], run_dir: Path,
-                   stop: threading.Event) -> Iterator[TrialRecord]:
+                   stop: threading.Event) -> Records:
         """Trials on the cluster into `run_dir`: artifacts unpacked there before each record is yielded."""
         from cellprompt.runs.ray_worker import node_trial, settings_env, unpack
         from cellprompt.runs.staging import plan_staging
@@ -186,7 +186,8 @@ class RayExecutor:
 
     def _stream(self, ray: Any, submit: Callable[[TrialSpec], Any], specs: Iterable[TrialSpec],
                 stop: threading.Event, window: int,
-                lost: Callable[[TrialSpec, Exception], Any] | None = None) -> Iterator[tuple[TrialSpec, Any]]:
+                lost: Callable[[TrialSpec, Exception], Any] | None = None,
+                ) -> Generator[tuple[TrialSpec, Any], None, None]:
         """Keep `window` trials in flight, yield each result as it ends; cancel the rest on exit."""
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from cellprompt.runs.schema import TrialRecord, TrialSpec
+from cellprompt.records.run import TrialRecord, TrialSpec
 from cellprompt.runs.staging import StagedFile, ensure_staged
 
 # Node-local settings: the worker's own machine decides these (sockets, caches).

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellprompt import __version__
 from cellprompt.errors import CellpromptError, RunError
+from cellprompt.records.run import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor
 from cellprompt.runs.plan import plan_trials, spec_task
 from cellprompt.runs.pools import Key, PrelaunchedSandboxes
-from cellprompt.runs.schema import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.store import RunStore, new_run_id
-from cellprompt.runs.trial import SandboxProvider, execute_trial
+from cellprompt.runs.trial import SandboxProvider, execute_trial, open_fresh
 from cellprompt.sandbox.base import Mount, Sandbox
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RunProgress", "create_run", "plan_trials", "run", "versions"]
 
@@ -78,7 +81,7 @@ class _Tracked:
 
     def __init__(self, provider: SandboxProvider) -> None:
         self.provider = provider
-        self.live: set[object] = set()
+        self.live: set[Sandbox] = set()
         self.lock = threading.Lock()
 
     @contextmanager
@@ -96,8 +99,10 @@ class _Tracked:
         with self.lock:
             live = list(self.live)
         for sandbox in live:
-            with suppress(Exception):
-                sandbox.close()  # type: ignore[attr-defined]
+            try:
+                sandbox.close()
+            except Exception:  # an interrupt is under way: close the others regardless
+                log.debug("closing sandbox %s failed", sandbox.id, exc_info=True)
 
 
 def _sandbox_keys(specs: list[TrialSpec]) -> list[Key]:
@@ -131,24 +136,30 @@ def _safe_trial(spec: TrialSpec, run_dir: Path, provider: SandboxProvider,
 
 def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
         executor: Executor | None = None, provider: SandboxProvider | None = None,
-        on_trial: Callable[[TrialRecord, RunProgress], None] | None = None) -> RunProgress:
+        on_trial: Callable[[TrialRecord, RunProgress], None] | None = None,
+        rerun_errors: bool = False) -> RunProgress:
     """Run every spec not yet in the store; each record is appended as soon as it ends.
+
+    `rerun_errors`: a stored trial that errored (sandbox, provider) runs again and its new
+    record replaces the old one (evolution retries outages instead of scoring them).
 
     KeyboardInterrupt: no new trials start, running ones are told to stop and are
     not recorded (they will run again on resume), the run is marked interrupted,
     and the interrupt is re-raised for the caller.
     """
-    done_ids = {r.trial_id for r in store.trials()}
+    done_ids = {r.trial_id for r in store.trials() if not (rerun_errors and r.status == "error")}
     todo = [s for s in specs if s.trial_id not in done_ids]
     progress = RunProgress(total=len(specs), done=len(specs) - len(todo),
                            skipped=len(specs) - len(todo))
     executor = executor or LocalExecutor(parallel)
     stop = threading.Event()
-    remote = isinstance(executor, RemoteExecutor) and provider is None  # trials open their own sandboxes
-    pools = PrelaunchedSandboxes(_sandbox_keys(todo), parallel) if provider is None and not remote else None
-    tracked = _Tracked(provider or pools)  # type: ignore[arg-type]
+    # a remote executor's trials open their own sandboxes
+    remote = executor if isinstance(executor, RemoteExecutor) and provider is None else None
+    pools = (PrelaunchedSandboxes(_sandbox_keys(todo), parallel)
+             if provider is None and remote is None else None)
+    tracked = _Tracked(provider or pools or open_fresh)  # a remote executor never calls it
     store.mark("running")
-    records = (executor.run_trials(todo, store.path, stop) if remote  # type: ignore[union-attr]
+    records = (remote.run_trials(todo, store.path, stop) if remote is not None
                else executor.run(lambda s: _safe_trial(s, store.path, tracked, stop), todo, stop))
     try:
         for record in records:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cellprompt.errors import CellpromptError, RunError
-from cellprompt.runs.schema import TrialSpec
+from cellprompt.records.run import TrialSpec
 
 LOCK_NAME = "cellprompt-staging.lock"  # in the node's temp folder, one per uid
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cellprompt.errors import RunError
+from cellprompt.grading.stats import RunStats, compute_stats
 from cellprompt.jsonl import append_line, read_lines
-from cellprompt.runs.schema import Evaluation, RunManifest, TrialRecord, utcnow
+from cellprompt.records.run import Evaluation, RunManifest, TrialRecord, utcnow
+from cellprompt.records.versioned import one_line
 
 
 def new_run_id() -> str:
@@ -75,7 +77,7 @@ class RunStore:
         try:
             return RunManifest.model_validate_json(self.manifest_path.read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as exc:
-            raise RunError(f"{self.manifest_path} is not a valid run manifest: {exc}") from exc
+            raise RunError(f"{self.manifest_path} is not a valid run manifest: {one_line(exc)}") from exc
 
     def write_manifest(self, manifest: RunManifest) -> None:
         tmp = self.manifest_path.with_suffix(".json.tmp")
@@ -109,3 +111,8 @@ class RunStore:
         path = self.path / name
         path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
         return path
+
+
+def stats_for_stores(stores: list[RunStore], *, seed: int = 0) -> RunStats:
+    """The statistics of one or more run folders together (`cellprompt report`, `run`'s summary)."""
+    return compute_stats([(s.run_id, s.trials(), s.evaluations()) for s in stores], seed=seed)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from cellprompt.agent import AgentLimits, AgentOutcome
-from cellprompt.agent.external import runner_for
 from cellprompt.errors import CellpromptError
+from cellprompt.mcp.external import runner_for
+from cellprompt.records.run import TrialRecord, TrialSpec, utcnow
 from cellprompt.runs.open_task import REPORT_FILE, open_first_message, report_text
-from cellprompt.runs.schema import TrialRecord, TrialSpec, utcnow
 from cellprompt.sandbox.base import Mount, Sandbox
 
 MAX_WORKSPACE_COPY_BYTES = 50 * 1024 * 1024
@@ -104,14 +104,7 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
         model = spec.model if agent else make_model(
             spec.model, base_url=spec.base_url,
             reference_cells=task.reference.cells if task.reference else None)
-        lim = spec.limits
-        limits = AgentLimits(
-            max_code_executions=lim.max_code_executions or task.limits.max_code_executions,
-            max_turns=lim.max_turns or task.limits.max_turns,
-            max_output_tokens=lim.max_output_tokens, max_cost_usd=lim.max_cost_usd,
-            wall_time_s=lim.wall_time_s or task.limits.wall_time_s,
-            execution_timeout_s=lim.execution_timeout_s or task.limits.execution_timeout_s,
-            send_images=lim.send_images)
+        limits = AgentLimits.from_limits(spec.limits.merged(task.limits.agent_limits()))
         figures: list[int] = [0]
 
         def save_image(b64: str) -> str:

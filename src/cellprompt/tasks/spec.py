@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cellprompt.records.run import Limits
+
 AnswerType = Literal["number", "integer", "string", "boolean", "list[string]", "list[number]",
                      "dict", "file"]
 TaskKind = Literal["sealed", "open"]  # sealed: graders and truth; open: an analysis the judge grades
@@ -84,6 +86,11 @@ class TaskLimits(_Strict):
     execution_timeout_s: float = 300.0
     # the sandbox memory the analysis needs (e.g. "16g"); a smaller limit is refused up front
     memory: str | None = Field(default=None, pattern=r"^\s*[0-9]*\.?[0-9]+\s*[bkmgtBKMGT]?[iI]?[bB]?\s*$")
+
+    def agent_limits(self) -> Limits:
+        """The task's limits on the agent, as the defaults a trial's own `Limits` override."""
+        return Limits(max_code_executions=self.max_code_executions, max_turns=self.max_turns,
+                      wall_time_s=self.wall_time_s, execution_timeout_s=self.execution_timeout_s)
 
 
 class TaskMetadata(_Strict):

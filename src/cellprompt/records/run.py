@@ -1,7 +1,9 @@
-"""The files of a run folder: `run.json` and one `trials.jsonl` line per finished trial.
+"""The files of a run folder: `run.json`, one `trials.jsonl` line per finished trial, and
+`evaluations.jsonl`.
 
 A trial is a pure function of its `TrialSpec`; the `TrialRecord` it returns
-holds everything needed to read, re-grade, judge or export it later.
+holds everything needed to read, re-grade, judge or export it later. These are the bottom
+layer's records because the agent loop, the graders and the judge all build or read them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cellprompt.grading.base import GradeResult
-from cellprompt.llm.base import ToolCall, Usage
+from cellprompt.records.grades import GradeResult
+from cellprompt.records.usage import ToolCall, Usage
+from cellprompt.records.versioned import Versioned
 
 SCHEMA_VERSION = 1
 
@@ -35,6 +38,11 @@ class Limits(BaseModel):
     wall_time_s: float | None = None
     execution_timeout_s: float | None = None
     send_images: bool = True  # figures go back to models that accept images
+
+    def merged(self, defaults: Limits) -> Limits:
+        """These limits, each unset (None) one taken from `defaults` (the task's own)."""
+        mine = self.model_dump(exclude_none=True)
+        return Limits.model_validate({**defaults.model_dump(), **mine})
 
 
 class TrialSpec(BaseModel):
@@ -82,7 +90,8 @@ class Turn(BaseModel):
     stop_reason: str | None = None
 
 
-class TrialRecord(BaseModel):
+class TrialRecord(Versioned):
+    SCHEMA_VERSION = SCHEMA_VERSION
     schema_version: int = SCHEMA_VERSION
     trial_id: str
     spec: TrialSpec
@@ -110,7 +119,8 @@ class TrialRecord(BaseModel):
         return [e for t in self.turns for e in t.executions]
 
 
-class RunManifest(BaseModel):
+class RunManifest(Versioned):
+    SCHEMA_VERSION = SCHEMA_VERSION
     schema_version: int = SCHEMA_VERSION
     run_id: str
     status: RunStatus = "running"
@@ -135,9 +145,10 @@ class JudgeSample(BaseModel):
     comments: str = ""
 
 
-class Evaluation(BaseModel):
+class Evaluation(Versioned):
     """One `evaluations.jsonl` line: the judge's verdict on one trial."""
 
+    SCHEMA_VERSION = SCHEMA_VERSION
     schema_version: int = SCHEMA_VERSION
     trial_id: str
     judge_model: str

@@ -28,8 +28,8 @@ from typing import Any
 
 from cellprompt.agent.loop import AgentLimits, AgentOutcome
 from cellprompt.errors import CellpromptError
+from cellprompt.records.run import TrialRecord, TrialSpec
 from cellprompt.runs.plan import trial_id
-from cellprompt.runs.schema import TrialRecord, TrialSpec
 from cellprompt.runs.store import RunStore
 from cellprompt.sandbox.base import Sandbox
 

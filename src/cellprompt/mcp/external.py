@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cellprompt.agent.loop import AgentLimits, AgentOutcome, run_agent
-from cellprompt.runs.schema import Turn
+from cellprompt.records.run import Turn
 from cellprompt.sandbox.base import Sandbox
 
 AFTER_END_S = 10.0  # once the trial is over, the agent gets this long to exit by itself

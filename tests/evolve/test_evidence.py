@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cellprompt.evolve.evidence import render_trial, trial_score
+from cellprompt.evolve.evidence import fitness, render_trial
 from cellprompt.grading.base import GradeResult
 from cellprompt.records.run import (
     Evaluation,
@@ -86,13 +86,13 @@ def test_evidence_holds_failed_graders_judge_comments_error_tail_and_code() -> N
 
 def test_score_blends_the_judge_only_when_asked_and_ok() -> None:
     record = _record()
-    assert trial_score(record, None, 0.5) == 0.5
-    assert trial_score(record, _evaluation(40.0), 0.0) == 0.5
-    assert trial_score(record, _evaluation(40.0), 0.5) == 0.45
+    assert fitness(record, None, 0.5) == 0.5
+    assert fitness(record, _evaluation(40.0), 0.0) == 0.5
+    assert fitness(record, _evaluation(40.0), 0.5) == 0.45
     failed = Evaluation(trial_id="t1", judge_model="j", ok=False, error="no verdict")
-    assert trial_score(record, failed, 0.5) == 0.5
+    assert fitness(record, failed, 0.5) == 0.5
     record.score = None  # an ungradable trial scores zero, never crashes the search
-    assert trial_score(record, None, 0.0) == 0.0
+    assert fitness(record, None, 0.0) == 0.0
 
 
 def test_evidence_says_what_was_wrong_never_the_expected_value() -> None:
@@ -115,6 +115,10 @@ def test_evidence_says_what_was_wrong_never_the_expected_value() -> None:
     assert "marker_gene_precision_recall (score" in text
     for truth in ("188", "190", "186", "is not C", "MS4A1", "CD19", "37"):
         assert truth not in text, truth
+    right = grade({"type": "multiple_choice", "config": {"correct_answer": "C"}}, {"answer": "C"})
+    record = _record().model_copy(update={"grades": [right, numeric], "answer": {"answer": "C", "n": 0}})
+    text = render_trial(record, None, 0.5)
+    assert '"answer": "[right, withheld]"' in text and '"C"' not in text  # a right answer is the truth
 
 
 def test_an_unknown_graders_text_is_shown_with_truth_values_withheld() -> None:

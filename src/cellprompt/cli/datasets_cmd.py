@@ -211,7 +211,9 @@ def _interactive_browser() -> None:
                   default="stable" if "stable" in names else names[0])
     filters = {key: ask(None, f"--{key}", f"{key.capitalize()} (blank for any)", default="")
                or None for key in ("organism", "tissue", "disease", "search")}
-    rows = ds.list_census_datasets(version, limit=50, **filters)
+    rows = ds.list_census_datasets(version, limit=50, organism=filters["organism"],
+                                   tissue=filters["tissue"], disease=filters["disease"],
+                                   search=filters["search"])
     out.print(_census_table(rows))
     if not rows:
         return

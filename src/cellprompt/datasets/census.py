@@ -235,11 +235,11 @@ def show(dataset_id: str, version: str | None = None, *,
     with open_release(settings, version or DEFAULT_VERSION) as release:
         record, organisms, values = _detail(release, dataset_id)
     source_uri = _source_uri(release, settings, record)
-    return CensusDatasetDetail(
-        **_row(record, organisms, release.build), census_build=release.build,
-        source_uri=source_uri, source_region=release.h5ads_region,
+    return CensusDatasetDetail.model_validate({
+        **_row(record, organisms, release.build), "census_build": release.build,
+        "source_uri": source_uri, "source_region": release.h5ads_region,
         **{c: sorted(v) for c, v in values.items()},
-    )
+    })
 
 
 def _source_uri(release: Release, settings: Settings, record: dict[str, Any]) -> str:

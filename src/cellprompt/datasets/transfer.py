@@ -30,6 +30,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -400,8 +401,7 @@ def _pull(uri: str, sink: _Sink, remote: Remote, region: str | None,
                 assert local is not None
                 opened = _open_file(lambda: local.open("rb"), start)
             try:
-                return _guard(uri, lambda o=opened: _copy(o, sink, progress, remote.size),
-                              timeouts)
+                return _guard(uri, partial(_copy, opened, sink, progress, remote.size), timeouts)
             except _Restart:
                 if start == 0:
                     raise CensusError(f"the server of {uri} refused to send the file: "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from cellprompt.evolve.budget import BudgetPlan
 from cellprompt.evolve.evaluator import Measured, RecordingChatModel, TrialBank
-from cellprompt.evolve.evidence import render_trial, trial_score
+from cellprompt.evolve.evidence import fitness, render_trial
 from cellprompt.evolve.folder import EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
 from cellprompt.evolve.reflection import Proposal, Reflector
@@ -181,13 +181,13 @@ class EvolveContext:
     def evidence(self, measured: Measured) -> list[str]:
         """The worst trials first (they say what to fix), and the best one (what already works)."""
         scored = sorted(
-            measured.trials, key=lambda b: trial_score(b.record, b.evaluation, self.bank.judge_weight)
+            measured.trials, key=lambda b: fitness(b.record, b.evaluation, self.bank.judge_weight)
         )
         chosen = scored[:EVIDENCE_TRIALS]
         if scored and scored[-1] not in chosen:
             chosen.append(scored[-1])
         return [
-            render_trial(b.record, b.evaluation, trial_score(b.record, b.evaluation, self.bank.judge_weight))
+            render_trial(b.record, b.evaluation, fitness(b.record, b.evaluation, self.bank.judge_weight))
             for b in chosen
         ]
 

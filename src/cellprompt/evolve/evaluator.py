@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from cellprompt.evolve.evidence import scorable, trial_score
+from cellprompt.evolve.evidence import fitness, scorable
 from cellprompt.evolve.folder import BankedTrial, CachedReply, EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
 from cellprompt.llm.base import ChatModel, ChatReply, Message, ToolSpec, Usage
@@ -165,7 +165,7 @@ class TrialBank:
         usage = Usage()
         for b in trials:
             if scorable(b.record, b.evaluation, self.judge_weight):
-                value = trial_score(b.record, b.evaluation, self.judge_weight)
+                value = fitness(b.record, b.evaluation, self.judge_weight)
                 scores[b.task_ref].append(value)
                 per_trial.append(value)
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 
+from cellprompt.grading.stats import trial_score
 from cellprompt.records.grades import GradeResult
 from cellprompt.records.outputs import clip, output_text, strip_ansi
 from cellprompt.records.run import Evaluation, TrialRecord
@@ -32,9 +33,10 @@ _TRUTH_KEY = re.compile(r"expected|correct|truth|error|false_neg|missing|mapping
 _SHAPE = re.compile(r"\s*(missing|not an? [\w -]+)", re.I)  # the answer's shape, not its value
 
 
-def trial_score(record: TrialRecord, evaluation: Evaluation | None, judge_weight: float) -> float:
-    """In [0, 1]: the deterministic grade, blended with the judge's grade when there is one."""
-    det = record.score if record.score is not None else 0.0
+def fitness(record: TrialRecord, evaluation: Evaluation | None, judge_weight: float) -> float:
+    """In [0, 1]: the trial's score (`grading.stats.trial_score`), blended with the judge's grade
+    when there is one: what evolution maximises."""
+    det = trial_score(record)
     if evaluation is None or not evaluation.ok or evaluation.grade_mean is None or judge_weight <= 0:
         return det
     return (1 - judge_weight) * det + judge_weight * evaluation.grade_mean / 100.0
@@ -141,6 +143,20 @@ def _output_text(outputs: list[dict]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def shown_answer(record: TrialRecord) -> object:
+    """The agent's answer with every value a truth-holding grader accepted withheld.
+
+    A right answer next to "passed" is the truth by another name ("answer: C", passed).
+    """
+    quoting = [g for g in record.grades if g.grader in QUOTING_GRADERS]
+    if any(g.passed and not g.field_scores for g in quoting):
+        return "[withheld: it passed a grader that holds the truth]"
+    right = {name for g in quoting for name, score in g.field_scores.items() if score >= 1.0}
+    if not right or not isinstance(record.answer, dict):
+        return "[withheld: it passed a grader that holds the truth]" if right else record.answer
+    return {k: "[right, withheld]" if k in right else v for k, v in record.answer.items()}
+
+
 def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: float) -> str:
     """A trial as plain text for the reflection prompt; long parts are clipped, never the verdicts."""
     lines = [
@@ -184,7 +200,7 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
         if last:
             lines.append(f"Agent's last message (no code ran): {clip(last, OUTPUT_TAIL)}")
     if record.answer is not None:
-        lines.append(f"Submitted answer: {clip(json.dumps(record.answer, default=str), OUTPUT_TAIL)}")
+        lines.append(f"Submitted answer: {clip(json.dumps(shown_answer(record), default=str), OUTPUT_TAIL)}")
     else:
         lines.append("No answer was submitted.")
     return "\n".join(lines)

@@ -234,10 +234,10 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
              "--remount-ro", "/",  # the root tmpfs too: only /workspace and /tmp take writes
              "--chdir", "/workspace",
              "--seccomp", str(plan.add_fd(seccomp.bpf_fd()))]
-    for key, value in ENV.items():
+    # the runtime's own `python`/`pip` first on PATH, as in the docker image (`!python x.py`)
+    env = {**ENV, "PATH": f"{python.absolute().parent}:{ENV['PATH']}"}
+    for key, value in env.items():
         args += ["--setenv", key, value]
-    # the runtime's own `python`/`pip` first, as in the docker image (`!python x.py` works)
-    args += ["--setenv", "PATH", f"{python.absolute().parent}:{ENV['PATH']}"]
     # joblib cannot count physical cores without /sys/devices; tell it what it may use
     args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
              "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0",

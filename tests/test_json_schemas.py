@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from cellprompt.datasets.models import DatasetMetadata
-from cellprompt.evolve.schema import CandidateRecord, EvolveConfig, EvolveSummary, TestComparison
+from cellprompt.evolve import schema as evolve_schema
 from cellprompt.export.reproduce import ReproReport
 from cellprompt.records.run import Evaluation, RunManifest, TrialRecord, TrialSpec
 from cellprompt.sandbox.state import SandboxRecord
@@ -30,10 +30,10 @@ FILES: dict[str, type[BaseModel]] = {
     "trials.jsonl.line": TrialRecord,
     "evaluations.jsonl.line": Evaluation,
     "repro.json": ReproReport,
-    "evolve.json": EvolveConfig,
-    "evolution.jsonl.line": CandidateRecord,
-    "test_comparison.json": TestComparison,
-    "summary.json": EvolveSummary,
+    "evolve.json": evolve_schema.EvolveConfig,
+    "evolution.jsonl.line": evolve_schema.CandidateRecord,
+    "test_comparison.json": evolve_schema.TestComparison,  # not imported by name: pytest would collect it
+    "summary.json": evolve_schema.EvolveSummary,
     "task.yaml": Task,
     "dataset-metadata.json": DatasetMetadata,
     "sandbox-record.json": SandboxRecord,

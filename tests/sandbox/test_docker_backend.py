@@ -33,6 +33,7 @@ from tests.conftest import require_sandbox_backend
 docker = pytest.importorskip("docker", reason="the docker SDK (cellprompt[docker]) is needed")
 
 from cellprompt.sandbox import docker_backend as db  # noqa: E402  (after the importorskip)
+from cellprompt.sandbox import docker_container as dc  # noqa: E402
 from cellprompt.sandbox import docker_image as di  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def sandbox(engine: docker.DockerClient, dataset: Path) -> Iterator[HttpSandbox]
 
 
 def _container(engine: docker.DockerClient, sb: HttpSandbox) -> docker.models.containers.Container:
-    return engine.containers.get(db.container_name(sb.id))
+    return engine.containers.get(dc.container_name(sb.id))
 
 
 def _run(sb: HttpSandbox, code: str) -> str:
@@ -240,7 +241,7 @@ def test_cleanup_removes_containers_of_dead_parents(engine: docker.DockerClient)
             engine.containers.get(f"cellprompt-{detached}")
     finally:
         for sid in (leaked, detached):
-            db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
+            dc.remove_container(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
 
 
 def test_cleanup_removes_folders_whose_container_vanished(engine: docker.DockerClient) -> None:
@@ -251,7 +252,7 @@ def test_cleanup_removes_folders_whose_container_vanished(engine: docker.DockerC
     for sid, parent in ((orphan, dead.pid), (starting, os.getpid())):
         state.make_dirs(sid)
         state.write_record(state.SandboxRecord(sandbox_id=sid, backend="docker",
-                                               container=db.container_name(sid),
+                                               container=dc.container_name(sid),
                                                parent_pid=parent))
     try:
         removed = db.DockerBackend().cleanup_stale()
@@ -272,7 +273,7 @@ def test_detached_sandbox_can_be_reattached(engine: docker.DockerClient) -> None
             engine.containers.get(f"cellprompt-{sid}")
         assert not state.sandbox_dir(sid).exists()
     finally:
-        db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
+        dc.remove_container(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
 
 
 def test_sandbox_whose_container_vanished_can_still_be_stopped(
@@ -285,7 +286,7 @@ def test_sandbox_whose_container_vanished_can_still_be_stopped(
         launched.stop()
         assert not state.sandbox_dir(sid).exists()
     finally:
-        db._remove(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
+        dc.remove_container(engine, f"cellprompt-{sid}", state.sandbox_dir(sid))
 
 
 # -- image versions and build failures ------------------------------------------------------

@@ -26,256 +26,45 @@ launcher is gone, and every new run calls it. Removal kills first and uses
 short engine timeouts, so `stop()` returns within seconds even when the service
 inside is stopped or wedged.
 
-The image (engine connection, build, version check) is `docker_image.py`.
+The image (engine connection, build, version check) is `docker_image.py`; a running
+container (pinning, liveness, bounded removal) is `docker_container.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import socket
-import threading
-import time
-import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-import psutil
-
-from cellprompt import __version__
 from cellprompt.config import get_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import state
-from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
+from cellprompt.sandbox.base import Backend, Endpoint, SandboxSpec
+from cellprompt.sandbox.docker_container import (
+    DockerLaunched,
+    container_labels,
+    container_name,
+    remove_container,
+)
 from cellprompt.sandbox.docker_image import LABEL, connect, find_image
 from cellprompt.sandbox.limits import parse_memory
-from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid, write_token
+from cellprompt.sandbox.process import write_token
 from cellprompt.sandbox.seccomp import docker_profile
 from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
-
-log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
     from docker.models.images import Image
 
-START_TIMEOUT_S = 120.0
 ORPHAN_GRACE_S = 300.0  # a detached sandbox's folder may precede its container by this much
 RUN_IN = "/run/cellprompt"  # where the host's per-sandbox `run/` folder appears in the container
 SERVICE_COMMAND = ["python", "-m", "service", "--uds", f"{RUN_IN}/kernel.sock",
                    "--token-file", f"{RUN_IN}/token", "--workspace", "/workspace",
                    "--scratch", "/tmp"]
-# Engine calls that end a sandbox: each bounded, so `stop()` returns within 10 s in all.
-KILL_TIMEOUT_S = 3
-REMOVE_TIMEOUT_S = 5
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-# -- containers -----------------------------------------------------------------------------
-
-def container_name(sandbox_id: str) -> str:
-    return f"cellprompt-{sandbox_id}"
-
-
-def _labels(sandbox_id: str, spec: SandboxSpec, base: Path) -> dict[str, str]:
-    pid = os.getpid()
-    return {
-        f"{LABEL}.sandbox": sandbox_id,
-        f"{LABEL}.version": __version__,
-        f"{LABEL}.host": socket.gethostname(),
-        f"{LABEL}.parent-pid": "" if spec.detached else str(pid),
-        f"{LABEL}.parent-started": "" if spec.detached else str(state.process_start_time(pid)),
-        f"{LABEL}.detached": "1" if spec.detached else "0",
-        f"{LABEL}.state-dir": str(base),
-    }
-
-
-def _quick(client: DockerClient, timeout: float) -> DockerClient:
-    """A client of the same engine (as `connect` found it) giving up after `timeout` s a call."""
-    import docker
-
-    return docker.from_env(timeout=int(timeout), version=client.api.api_version)
-
-
-def _remove(client: DockerClient, name: str, base: Path | None) -> None:
-    """Kill and remove the container (running or not) and its host folder; ignore what is gone.
-
-    SIGKILL first (a stopped or wedged service ignores anything gentler), each engine call
-    bounded: when the engine does not answer in time the removal is finished in the
-    background, so the caller is never held much longer than `KILL_TIMEOUT_S +
-    REMOVE_TIMEOUT_S`.
-    """
-    from docker.errors import APIError, NotFound
-
-    with contextlib.closing(_quick(client, KILL_TIMEOUT_S)) as quick:
-        try:
-            quick.api.kill(name)
-        except Exception:  # not running, gone, slow: the removal decides
-            log.debug("killing container %s failed", name, exc_info=True)
-    with contextlib.closing(_quick(client, REMOVE_TIMEOUT_S)) as quick:
-        try:
-            quick.api.remove_container(name, force=True)
-        except NotFound:
-            pass
-        except APIError as exc:
-            if "already in progress" not in str(exc):
-                raise
-        except Exception:  # no answer in time: finish later, never hold the caller
-            log.debug("removing container %s: finishing in the background", name, exc_info=True)
-            threading.Thread(target=_remove_quietly, args=(client, name, None), daemon=True,
-                             name=f"remove-{name}").start()
-    if base is not None and base.parent == state.state_root():
-        state.remove_dir(base.name)
-
-
-def _remove_quietly(client: DockerClient, name: str, base: Path | None) -> None:
-    """For finalisers: at interpreter exit the engine may be gone; nothing to report to."""
-    from docker.errors import NotFound
-
-    try:
-        with contextlib.suppress(NotFound):
-            client.api.remove_container(name, force=True)
-        if base is not None and base.parent == state.state_root():
-            state.remove_dir(base.name)
-    except Exception:
-        log.debug("removing container %s failed", name, exc_info=True)
-
-
-def _memory_cgroups(pid: int) -> list[str]:
-    """The memory cgroup folder(s) of host process `pid` (v1 `memory` line, or v2 unified)."""
-    found: list[str] = []
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            rel = path.lstrip("/")
-            if "memory" in controllers.split(","):
-                found.append(str(CGROUP_ROOT / "memory" / rel))
-            elif controllers == "":
-                found += [str(CGROUP_ROOT / rel), str(CGROUP_ROOT / "unified" / rel)]
-    return [f for f in found if Path(f).is_dir()]
-
-
-class DockerLaunched(Launched):
-    """A sandbox container, known by name (it may have vanished: then it is simply not alive)."""
-
-    def __init__(self, client: DockerClient, name: str, sandbox_id: str,
-                 endpoint: Endpoint, base: Path, detached: bool) -> None:
-        self.sandbox_id = sandbox_id
-        self.endpoint = endpoint
-        self.container_name = name
-        self._client = client
-        self._base = base
-        self._cgroups: list[str] | None = None  # found once: the container's never change
-        # Garbage collection and interpreter exit remove a non-detached container too.
-        self._finalizer = weakref.finalize(self, _remove_quietly, client, name, base)
-        if detached:
-            self._finalizer.detach()
-
-    def alive(self) -> bool:
-        from docker.errors import NotFound
-
-        try:
-            return bool(self._client.api.inspect_container(self.container_name)["State"]
-                        ["Running"])
-        except NotFound:
-            return False
-
-    def stop(self) -> None:
-        self._finalizer.detach()
-        _remove(self._client, self.container_name, self._base)
-
-    def logs(self, lines: int = 100) -> str:
-        from docker.errors import NotFound
-
-        try:
-            return self._client.api.logs(self.container_name, tail=lines).decode(
-                errors="replace")
-        except NotFound:
-            return ""
-
-    def oom_kills(self) -> int | None:
-        """`oom_kill` of the container's memory cgroup (v2 memory.events, v1 oom_control).
-
-        The engine's own `OOMKilled` only covers the container's init; the kernel is a
-        grandchild, so the cgroup's counter is what tells a real out-of-memory kill from
-        agent code's own SIGKILL.
-        """
-        if self._cgroups is None:
-            pid = self._init_pid()
-            if pid is None:
-                return None
-            self._cgroups = _memory_cgroups(pid)
-        return oom_kill_count(self._cgroups)
-
-    def _init_pid(self) -> int | None:
-        """The host pid of the container's init (docker-init), None when not running."""
-        from docker.errors import NotFound
-
-        try:
-            pid = int(self._client.api.inspect_container(self.container_name)["State"]["Pid"])
-        except (NotFound, KeyError, TypeError, ValueError):
-            return None
-        return pid or None
-
-    def pin_service(self) -> None:
-        """Record the service's host pid as the only peer the client may talk to.
-
-        Called once the socket has answered `/status`, before any agent code ran. The
-        listener must be a direct child of the container's init: the service is, while
-        anything agent code starts descends from the kernel (the service is its
-        subreaper). Raises `SandboxError` (and removes the container) otherwise.
-        """
-        sock = self.endpoint.uds
-        assert sock is not None
-        init = self._init_pid()
-        try:
-            pid = peer_pid(sock)
-            parent = psutil.Process(pid).ppid() if pid > 0 else None
-        except (OSError, psutil.Error):
-            pid, parent = 0, None
-        if init is None or parent != init:
-            self.stop()
-            raise SandboxError(f"docker sandbox {self.sandbox_id}: its socket is not served by "
-                               f"the sandbox's service (listener pid {pid or 'unknown'}, "
-                               f"container init {init}); the sandbox was removed")
-        self.endpoint.peer_pid = pid
-        if init is not None:
-            self._cgroups = _memory_cgroups(init)
-        rec = state.read_record(self.sandbox_id)
-        if rec is not None:
-            rec.peer_pid = pid
-            state.write_record(rec)
-
-    def wait_until_serving(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Return once `/status` answers and the service is pinned; fail with the container's
-        log when it never does."""
-        deadline = time.monotonic() + timeout
-        next_check = 0.0
-        sock = self.endpoint.uds
-        assert sock is not None
-        with http_client(self.endpoint, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if sock.exists():
-                    with contextlib.suppress(httpx.TransportError):
-                        if client.get("/status").status_code == 200:
-                            self.pin_service()
-                            return
-                if time.monotonic() >= next_check:  # an engine round trip: not every spin
-                    next_check = time.monotonic() + 0.25
-                    if not self.alive():
-                        tail = " | ".join(self.logs(8).strip().splitlines()[-4:])
-                        self.stop()
-                        raise SandboxError(f"docker sandbox {self.sandbox_id} exited while "
-                                           f"starting: {tail[-500:] or 'no log'}")
-                time.sleep(0.005)
-        self.stop()
-        raise SandboxError(f"docker sandbox {self.sandbox_id} did not answer within "
-                           f"{timeout:.0f} s; see `cellprompt sandbox logs {self.sandbox_id}`")
 
 
 def workspace_quota(memory: int) -> int:
@@ -389,7 +178,7 @@ class DockerBackend(Backend):
         try:
             self.client.containers.run(
                 image.id, SERVICE_COMMAND, detach=True, name=name, hostname="sandbox", user=user,
-                labels=_labels(sandbox_id, spec, base),
+                labels=container_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
                 tmpfs=tmpfs_mounts(memory, user), volumes=volumes, working_dir="/opt/cellprompt",
                 environment=container_env(spec),
@@ -398,7 +187,7 @@ class DockerBackend(Backend):
                 init=True, ipc_mode="private", log_config={"type": "json-file",
                                                             "config": {"max-size": "1m"}})
         except APIError as exc:
-            _remove(self.client, name, base)
+            remove_container(self.client, name, base)
             raise SandboxError(f"docker could not start sandbox {sandbox_id}: "
                                f"{' '.join(str(exc.explanation or exc).split())}") from None
         launched = DockerLaunched(self.client, name, sandbox_id,
@@ -435,7 +224,7 @@ class DockerBackend(Backend):
             labels = container.labels or {}
             if include_live or _is_stale(container.status, labels):
                 base = Path(labels.get(f"{LABEL}.state-dir") or state.state_root() / "-")
-                _remove(self.client, container.name, base)
+                remove_container(self.client, container.name, base)
                 removed.append(labels.get(f"{LABEL}.sandbox", container.name))
         for rec in state.all_records():  # folders whose container vanished (engine reset...)
             if rec.backend == self.name and rec.sandbox_id not in removed and (

@@ -27,7 +27,7 @@ def backend() -> str:
 @pytest.mark.parametrize("task", builtin_tasks(), ids=lambda t: t.id)
 def test_builtin_task_validity_kit(task: Task, backend: str, datasets_dir: Path) -> None:
     seen: list[str] = []
-    report = validate(task, backend=backend, progress=seen.append, jobs=2)
+    report = validate(task, backend=backend, progress=seen.append, jobs=3)
     off = [f"{v.name}: {v.detail}" for v in report.variants if not v.ok]
     assert report.ok and not off, off
     kinds = [v.kind for v in report.variants]

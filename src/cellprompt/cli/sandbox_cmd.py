@@ -27,6 +27,16 @@ def build(backend: str = typer.Option("bwrap", "--backend", "-b", help=BACKEND_H
     out.print(f"[green]✓[/] {summary}")
 
 
+def _check_fits(datasets: list[Path], memory: str | None) -> None:
+    """A dataset that cannot fit the sandbox's memory is refused before anything starts."""
+    from cellprompt.config import get_settings
+    from cellprompt.datasets.footprint import check_fits
+
+    for path in datasets:
+        if path.exists():
+            check_fits(path, memory or get_settings().sandbox_memory)
+
+
 @sandbox_app.command()
 def start(
     backend: str | None = typer.Option(None, "--backend", "-b", help=BACKEND_HELP),
@@ -36,6 +46,7 @@ def start(
     unsafe: bool = typer.Option(False, help="allow the unisolated local backend"),
 ) -> None:
     """Launch a detached sandbox and print its id."""
+    _check_fits(dataset, memory)
     with err.status("starting sandbox…"):
         sb = open_sandbox(backend, dataset, memory=memory, cpus=cpus, unsafe=unsafe,
                           detached=True)
@@ -128,6 +139,7 @@ def exec_(
         with manage.attach(sandbox_id) as sb:
             result = sb.execute(code, timeout=timeout)
     else:
+        _check_fits(dataset, None)
         with err.status("starting a one-shot sandbox…"):
             sb = open_sandbox(backend, dataset, unsafe=unsafe)
         with sb:

@@ -108,3 +108,18 @@ def test_console_script_reports_refusal_in_one_line(state_dir: str) -> None:
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 1
     assert "unsafe" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_dataset_too_big_for_the_memory_limit_is_refused_before_launch(
+        cli: Cli, tmp_path: Path) -> None:
+    import h5py
+
+    big = tmp_path / "big.h5ad"
+    with h5py.File(big, "w") as f:  # a 2e6 x 3e4 float32 X: 224 GB once loaded, a few kB here
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+        f.create_dataset("X", shape=(2_000_000, 30_000), dtype="float32")
+    for args in (("start", "-d", str(big), "--memory", "1g"),
+                 ("exec", "--code", "1", "-d", str(big))):
+        code, _, err = cli(*args, ok=False)
+        assert code == 1 and "CELLPROMPT_SANDBOX_MEMORY" in err and "Traceback" not in err
+    assert "no sandboxes" in cli("status")[1]  # nothing was started

@@ -41,11 +41,11 @@ def resolve(ref: str, *, datasets_dir: Path | None = None,
         dataset_id, _, version = ref.removeprefix("census:").partition("@")
         if not dataset_id:
             raise DatasetError(f"dataset reference {ref!r} has no id: use census:DATASET_ID")
-        meta = local_census_copy(dataset_id, version or None, datasets_dir)
-        if meta is not None:  # reuse without touching the network
+        cached = local_census_copy(dataset_id, version or None, datasets_dir)
+        if cached is not None:  # reuse without touching the network
             return ResolvedDataset(ref=ref, name=dataset_id,
                                    path=datasets_dir / f"{dataset_id}.h5ad", source="census",
-                                   metadata=meta.model_dump(mode="json", exclude_none=True))
+                                   metadata=cached.model_dump(mode="json", exclude_none=True))
         return download(dataset_id, version or None, datasets_dir, progress)
     return _local(ref)
 

@@ -126,5 +126,5 @@ def trajectory_sim(seed: int = 20190611, n_cells: int = 800, genes_per_programme
     obs = pd.DataFrame({"sim_time": t, "branch": np.where(t < split, "trunk", branch)},
                        index=[f"cell{i}" for i in range(n_cells)])
     adata = ad.AnnData(sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes))
-    adata.uns["progenitor_markers"] = sorted(early, key=names.get)
+    adata.uns["progenitor_markers"] = sorted(early, key=lambda gene: names[gene])
     return adata

@@ -162,7 +162,8 @@ def _copy_csr(src: h5py.Group, dst_parent: h5py.Group, name: str, rows: np.ndarr
               element: str, transform: Transform | None, chunk_bytes: int,
               progress: StreamProgress | None) -> None:
     _, write_elem, sparse_dataset = _io()
-    shape = tuple(int(v) for v in src.attrs["shape"])
+    n_rows, n_cols = (int(v) for v in src.attrs["shape"])
+    shape = (n_rows, n_cols)
     indptr = src["indptr"][()]
     per_value = src["data"].dtype.itemsize + src["indices"].dtype.itemsize
     lengths = np.diff(indptr)[rows] * per_value + 1
@@ -268,6 +269,11 @@ def _write_obs(src: h5py.Group, dst: h5py.File, rows: np.ndarray, names: Sequenc
         np.array([], dtype="S1")
 
 
+def _members(group: h5py.Group | None) -> list[tuple[str, Any]]:
+    """A source group's members by name (none when the file lacks the group)."""
+    return [] if group is None else [(key, group[key]) for key in sorted(group.keys())]
+
+
 def _mapping(src: h5py.File, dst: h5py.File, section: str) -> tuple[h5py.Group | None,
                                                                       h5py.Group]:
     _, write_elem, _ = _io()
@@ -319,20 +325,20 @@ def copy_rows(source: str | Path, dest: str | Path, rows: Sequence[int] | np.nda
                         chunk_bytes=chunk_bytes, progress=progress)
         for section in ("layers", "obsm"):
             source_group, target = _mapping(src, dst, section)
-            for key in sorted(source_group.keys()) if source_group is not None else []:
+            for key, member in _members(source_group):
                 if key in drop.get(section, []):
-                    value = read_elem(source_group[key])
+                    value = read_elem(member)
                     value = value.iloc[rows] if isinstance(value, pd.DataFrame) else value[rows]
                     if transform is not None and isinstance(value, np.ndarray) \
                             and value.dtype.kind == "f":
                         value = transform(f"{section}/{key}", value)
                     out.parts.setdefault(section, {})[key] = value
                     continue
-                copy_matrix(source_group[key], target, key, rows, element=f"{section}/{key}",
+                copy_matrix(member, target, key, rows, element=f"{section}/{key}",
                             transform=transform, chunk_bytes=chunk_bytes, progress=progress)
         source_group, target = _mapping(src, dst, "obsp")
-        for key in sorted(source_group.keys()) if source_group is not None else []:
-            value = read_elem(source_group[key])
+        for key, member in _members(source_group):
+            value = read_elem(member)
             value = value[rows][:, rows]
             if key in drop.get("obsp", []):
                 out.parts.setdefault("obsp", {})[key] = value

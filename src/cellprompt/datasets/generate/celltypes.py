@@ -104,7 +104,7 @@ def doublets(seed: int, cells: int = 2500, genes: int = 1200, types: int = 5,
     cell_type = np.concatenate([t[labels[singles]], pair])
     is_doublet = np.r_[np.zeros(len(singles), bool), np.ones(n_doublets, bool)]
     detectable = np.concatenate([np.full(len(singles), "singlet", dtype=object),
-                                 np.where(hetero, "doublet", None)])
+                                 np.where(hetero, "doublet", np.full(np.shape(hetero), None, dtype=object))])
     shuffle = rng.permutation(cells)  # doublets are not the last rows
     counts, cell_type, is_doublet, detectable = (counts[shuffle], cell_type[shuffle],
                                                  is_doublet[shuffle], detectable[shuffle])

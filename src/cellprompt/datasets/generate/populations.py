@@ -30,8 +30,8 @@ class Populations:
     types: list[str]
     factors: np.ndarray  # len(types) x len(genes)
     markers: dict[str, list[str]]  # exclusive marker genes, strongest first
+    mito: np.ndarray  # boolean mask of mitochondrial genes (all False without them)
     absent: dict[str, list[str]] = field(default_factory=dict)  # markers of absent types
-    mito: np.ndarray | None = None  # boolean mask of mitochondrial genes
 
     def index(self, names: list[str]) -> np.ndarray:
         where = {g: i for i, g in enumerate(self.genes)}

@@ -61,7 +61,8 @@ def trajectory(seed: int, cells: int = 1500, genes: int = 600, branches: int = 2
     counts = splat.sample_counts(rng, mu, bcv=0.12)
     branch = np.where(t < SPLIT, "trunk", np.array(list(letters))[lineage])
     # committed cells, well past the split: the ones a lineage assignment is graded on
-    committed = np.where(t >= SPLIT + 0.12, np.array(list(letters), dtype=object)[lineage], None)
+    committed = np.where(t >= SPLIT + 0.12, np.array(list(letters), dtype=object)[lineage],
+                         np.full(np.shape(t), None, dtype=object))
     truth = {
         "branches": list(letters), "split_time": SPLIT,
         "terminal_genes": {b: programme_genes[f"{b}_end"] for b in letters},

@@ -6,6 +6,7 @@ temporary directory with environment variables alone.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,20 @@ class Settings(BaseSettings):
                                "or set CELLPROMPT_STATE_DIR to a private folder")
         path.chmod(0o711)  # others may traverse to a sandbox's stage folder (bwrap under root)
         return path
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size_bytes(value: str | int) -> int:
+    """Bytes from `"512m"`, `"4g"`, `"1.5G"`, `"4gb"`, `"4GiB"` or a plain number (binary units,
+    as the memory and quota settings are written); `ValueError` for anything else."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([bkmgt]?)i?b?\s*", str(value).lower())
+    if not m:
+        raise ValueError(f"{value!r} is not a size")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
 
 
 @lru_cache(maxsize=1)

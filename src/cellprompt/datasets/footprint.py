@@ -13,12 +13,12 @@ declares it (`limits.memory` in the task file) and is held to that too.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 
+from cellprompt.config import size_bytes
 from cellprompt.errors import DatasetError
 
 GIB = 1 << 30
@@ -26,17 +26,14 @@ GIB = 1 << 30
 KERNEL_BASELINE_BYTES = 600 << 20
 # Variable-length strings live as Python objects once loaded: pointer + object + text.
 STRING_BYTES = 64
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(value: str | int) -> int:
     """Bytes from `"512m"`, `"4g"`, `"1.5G"`, `"4gb"`, `"4GiB"` or a plain number."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([bkmgt]?)i?b?\s*", str(value).lower())
-    if not m:
-        raise DatasetError(f"memory size {value!r} is not a size: use e.g. 512m or 4g")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return size_bytes(value)
+    except ValueError:
+        raise DatasetError(f"memory size {value!r} is not a size: use e.g. 512m or 4g") from None
 
 
 def human(n: int) -> str:

@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellprompt.config import size_bytes
 from cellprompt.errors import SandboxError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only rlimits apply
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_memory(value: str | int) -> int:
     """Bytes from `"512m"`, `"4g"`, `"1.5G"`, `"4gb"` or a plain number."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([bkmgt]?)i?b?\s*", str(value).lower())
-    if not m:
-        raise SandboxError(f"memory limit {value!r} is not a size: use e.g. 512m or 4g")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return size_bytes(value)
+    except ValueError:
+        raise SandboxError(f"memory limit {value!r} is not a size: use e.g. 512m or 4g") from None
 
 
 def _own_cgroup_v1(controller: str) -> str | None:

@@ -158,21 +158,16 @@ def _read_csr_rows(src: h5py.Group, indptr: np.ndarray, rows: np.ndarray,
         shape=(len(rows), shape[1]))
 
 
-def _copy_csr(src: h5py.Group, dst_parent: h5py.Group, name: str, rows: np.ndarray,
-              element: str, transform: Transform | None, chunk_bytes: int,
-              progress: StreamProgress | None) -> None:
+def _write_blocks(dst_parent: h5py.Group, name: str, blocks: Iterator[tuple[Any, int]],
+                  empty: Any, element: str, transform: Transform | None, kwargs: dict[str, Any],
+                  progress: StreamProgress | None, total: int) -> None:
+    """Write the first block, append the rest (`empty` when there is none), reporting progress.
+
+    `blocks` yields each sparse block with the number of rows done after it.
+    """
     _, write_elem, sparse_dataset = _io()
-    n_rows, n_cols = (int(v) for v in src.attrs["shape"])
-    shape = (n_rows, n_cols)
-    indptr = src["indptr"][()]
-    per_value = src["data"].dtype.itemsize + src["indices"].dtype.itemsize
-    lengths = np.diff(indptr)[rows] * per_value + 1
-    kwargs = _dataset_kwargs(src["data"])
     written = False
-    for a, b in _blocks(lengths, chunk_bytes):
-        idx = rows[a:b]
-        order = np.argsort(idx, kind="stable")
-        block = _reordered(_read_csr_rows(src, indptr, idx[order], shape), idx, order)
+    for block, done in blocks:
         if transform is not None and block.dtype.kind == "f":
             block.data = transform(element, block.data)
         if written:
@@ -181,36 +176,48 @@ def _copy_csr(src: h5py.Group, dst_parent: h5py.Group, name: str, rows: np.ndarr
             write_elem(dst_parent, name, block, dataset_kwargs=kwargs)
             written = True
         if progress:
-            progress(element, b, len(rows))
+            progress(element, done, total)
     if not written:
-        write_elem(dst_parent, name, sp.csr_matrix((0, shape[1]), dtype=src["data"].dtype))
+        write_elem(dst_parent, name, empty)
+
+
+def _copy_csr(src: h5py.Group, dst_parent: h5py.Group, name: str, rows: np.ndarray,
+              element: str, transform: Transform | None, chunk_bytes: int,
+              progress: StreamProgress | None) -> None:
+    n_rows, n_cols = (int(v) for v in src.attrs["shape"])
+    shape = (n_rows, n_cols)
+    indptr = src["indptr"][()]
+    per_value = src["data"].dtype.itemsize + src["indices"].dtype.itemsize
+    lengths = np.diff(indptr)[rows] * per_value + 1
+
+    def blocks() -> Iterator[tuple[Any, int]]:
+        for a, b in _blocks(lengths, chunk_bytes):
+            idx = rows[a:b]
+            order = np.argsort(idx, kind="stable")
+            yield _reordered(_read_csr_rows(src, indptr, idx[order], shape), idx, order), b
+
+    _write_blocks(dst_parent, name, blocks(), sp.csr_matrix((0, shape[1]), dtype=src["data"].dtype),
+                  element, transform, _dataset_kwargs(src["data"]), progress, len(rows))
 
 
 def _copy_csc(src: h5py.Group, dst_parent: h5py.Group, name: str, rows: np.ndarray,
               element: str, transform: Transform | None, chunk_bytes: int,
               progress: StreamProgress | None) -> None:
     """Column blocks of a CSC matrix, each with its rows selected and permuted."""
-    _, write_elem, sparse_dataset = _io()
+    _, _, sparse_dataset = _io()
     backed = sparse_dataset(src)
     n_cols = backed.shape[1]
     indptr = src["indptr"][()]
     per_value = src["data"].dtype.itemsize + src["indices"].dtype.itemsize
-    kwargs = _dataset_kwargs(src["data"])
-    written = False
-    for a, b in _blocks(np.diff(indptr) * per_value + 1, chunk_bytes):
-        block = sp.csc_matrix(sp.csc_matrix(backed[:, a:b])[rows, :])
-        block.sort_indices()
-        if transform is not None and block.dtype.kind == "f":
-            block.data = transform(element, block.data)
-        if written:
-            sparse_dataset(dst_parent[name]).append(block)
-        else:
-            write_elem(dst_parent, name, block, dataset_kwargs=kwargs)
-            written = True
-        if progress:
-            progress(element, int(len(rows) * b / max(1, n_cols)), len(rows))
-    if not written:
-        write_elem(dst_parent, name, sp.csc_matrix((len(rows), 0), dtype=backed.dtype))
+
+    def blocks() -> Iterator[tuple[Any, int]]:
+        for a, b in _blocks(np.diff(indptr) * per_value + 1, chunk_bytes):
+            block = sp.csc_matrix(sp.csc_matrix(backed[:, a:b])[rows, :])
+            block.sort_indices()
+            yield block, int(len(rows) * b / max(1, n_cols))
+
+    _write_blocks(dst_parent, name, blocks(), sp.csc_matrix((len(rows), 0), dtype=backed.dtype),
+                  element, transform, _dataset_kwargs(src["data"]), progress, len(rows))
 
 
 def copy_matrix(src: h5py.Group | h5py.Dataset, dst_parent: h5py.Group, name: str,

@@ -62,7 +62,7 @@ def pool_acquire(backend: str, rounds: int) -> list[float]:
     with SandboxPool(2, backend=backend, unsafe=backend == "local") as pool:
         for _ in range(rounds):
             deadline = time.monotonic() + 120
-            while len(pool._ready) < pool.size and time.monotonic() < deadline:
+            while pool.ready() < pool.size and time.monotonic() < deadline:
                 time.sleep(0.05)  # measure a full pool, as between trials of a run
             t = time.perf_counter()
             sb = pool.acquire()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import SandboxPool, state
+from cellprompt.sandbox.base import Mount
 from tests.conftest import require_sandbox_backend
 
 
@@ -36,3 +39,24 @@ def test_pool_hands_out_fresh_ready_sandboxes_and_refills() -> None:
 def test_pool_reports_why_it_cannot_start() -> None:
     with SandboxPool(1, backend="local") as pool, pytest.raises(SandboxError, match="unsafe"):
         pool.acquire(timeout=60)
+
+
+def test_planned_pool_prelaunches_in_order_and_starts_the_unforeseen_at_once(tmp_path) -> None:
+    """The runner's use: sandboxes holding each upcoming trial's data, started ahead."""
+    require_sandbox_backend("bwrap")
+    data = {name: tmp_path / name for name in ("a", "b", "c")}
+    for name, folder in data.items():
+        folder.mkdir()
+        (folder / "id.txt").write_text(name)
+    mounts = {name: [Mount(folder, name)] for name, folder in data.items()}
+    plan = [{"backend": "bwrap", "datasets": mounts[n]} for n in ("a", "b")]
+    with SandboxPool(2, plan=plan, memory="1g") as pool:
+        deadline = time.monotonic() + 120
+        while pool.ready() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.ready() == 2  # both foreseen sandboxes launched ahead
+        for name in ("b", "c", "a"):  # out of order, and one the plan never named
+            with pool("bwrap", mounts[name]) as sandbox:
+                r = sandbox.execute(f"print(open('/data/{name}/id.txt').read())")
+                assert r.text().strip() == name
+        assert pool.ready() == 0

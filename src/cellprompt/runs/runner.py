@@ -17,9 +17,9 @@ from cellprompt.errors import CellpromptError, RunError
 from cellprompt.records.run import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor
 from cellprompt.runs.plan import plan_trials, spec_task
-from cellprompt.runs.pools import Key, PrelaunchedSandboxes
 from cellprompt.runs.store import RunStore, new_run_id
 from cellprompt.runs.trial import SandboxProvider, execute_trial, open_fresh
+from cellprompt.sandbox import SandboxPool
 from cellprompt.sandbox.base import Mount, Sandbox
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,13 @@ class _Tracked:
                 log.debug("closing sandbox %s failed", sandbox.id, exc_info=True)
 
 
-def _sandbox_keys(specs: list[TrialSpec]) -> list[Key]:
+def _sandbox_plan(specs: list[TrialSpec]) -> list[dict[str, object]]:
     """The sandboxes the trials will ask for, in order; a task that cannot load is left out
     (its trial records the error itself)."""
     from cellprompt.tasks import materialise
 
     mounts: dict[str, tuple[Mount, ...] | None] = {}
-    keys: list[Key] = []
+    plan: list[dict[str, object]] = []
     for spec in specs:
         if spec.task_ref not in mounts:
             try:
@@ -119,8 +119,8 @@ def _sandbox_keys(specs: list[TrialSpec]) -> list[Key]:
             except CellpromptError:
                 mounts[spec.task_ref] = None
         if (found := mounts[spec.task_ref]) is not None:
-            keys.append((spec.sandbox_backend, found))
-    return keys
+            plan.append({"backend": spec.sandbox_backend, "datasets": list(found)})
+    return plan
 
 
 def _safe_trial(spec: TrialSpec, run_dir: Path, provider: SandboxProvider,
@@ -155,7 +155,7 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
     stop = threading.Event()
     # a remote executor's trials open their own sandboxes
     remote = executor if isinstance(executor, RemoteExecutor) and provider is None else None
-    pools = (PrelaunchedSandboxes(_sandbox_keys(todo), parallel)
+    pools = (SandboxPool(parallel, plan=_sandbox_plan(todo))
              if provider is None and remote is None else None)
     tracked = _Tracked(provider or pools or open_fresh)  # a remote executor never calls it
     store.mark("running")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cellprompt import __version__
+from cellprompt.version import __version__
 from cellprompt.config import reset_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import HttpSandbox, open_sandbox, state

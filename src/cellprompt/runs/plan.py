@@ -63,6 +63,17 @@ def trial_id(prompt: str, task_id: str, model: str, replicate: int) -> str:
     return f"{task_id}-r{replicate}-{_digest(prompt, task_id, model, str(replicate), n=10)}"
 
 
+def task_ref_of(ref: str) -> str:
+    """The `task_ref` a spec carries: a task file's absolute path (a worker elsewhere reloads it),
+    else the reference as given (a built-in id)."""
+    return str(Path(ref).resolve()) if Path(ref).exists() else ref
+
+
+def fresh_dataset_seed() -> int:
+    """`--fresh`: a new seed for generated datasets, drawn once per run (or evolution)."""
+    return secrets.randbelow(2**31)
+
+
 def spec_task(spec: TrialSpec) -> Any:
     """The task a spec runs: its task file, its generated dataset re-seeded under `--fresh`."""
     from cellprompt.datasets.generate import is_generated, with_seed
@@ -72,6 +83,16 @@ def spec_task(spec: TrialSpec) -> Any:
     if spec.dataset_seed is not None and is_generated(task.dataset):
         task = task.model_copy(update={"dataset": with_seed(task.dataset, spec.dataset_seed)})
     return task
+
+
+def expand_task_refs(refs: list[str]) -> list[str]:
+    """`all` stands for the built-in suite (in its order), wherever task references are taken."""
+    if "all" not in refs:
+        return refs
+    from cellprompt.tasks import builtin_tasks
+
+    suite = [t.id for t in builtin_tasks()]
+    return suite + [r for r in refs if r != "all" and r not in suite]
 
 
 def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str], replicates: int = 1,
@@ -88,7 +109,7 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
         raise UsageError("--replicates must be at least 1")
     from cellprompt.llm import make_model
 
-    resolved = [(ref, load_task(ref)) for ref in tasks]
+    resolved = [(ref, load_task(ref)) for ref in expand_task_refs(tasks)]
     for model in models:  # a bad spec or a missing key fails now, not once per trial
         if model == "reference":
             for _, task in resolved:
@@ -99,12 +120,12 @@ def plan_trials(*, prompts: dict[str, str], tasks: list[str], models: list[str],
             make_model(model, base_url=base_url)
     from cellprompt.datasets.generate import is_generated
 
-    seed = secrets.randbelow(2**31) if fresh else None
+    seed = fresh_dataset_seed() if fresh else None
     specs: list[TrialSpec] = []
     for prompt_id, prompt in prompts.items():
         for model in models:
             for ref, task in resolved:
-                task_ref = str(Path(ref).resolve()) if Path(ref).exists() else ref
+                task_ref = task_ref_of(ref)
                 for rep in range(replicates):
                     specs.append(TrialSpec(
                         trial_id=trial_id(prompt, task.id, model, rep), prompt_id=prompt_id,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cellprompt import __version__
+from cellprompt.version import __version__
 from cellprompt.errors import CellpromptError, RunError
 from cellprompt.records.run import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor

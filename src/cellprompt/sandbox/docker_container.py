@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil
 
-from cellprompt import __version__
+from cellprompt.version import __version__
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Endpoint, Launched, SandboxSpec

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cellprompt import __version__
+from cellprompt.version import __version__
 from cellprompt.config import get_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 

@@ -21,10 +21,7 @@ def shared_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("datasets")
 
 
-@pytest.fixture
-def run_env(tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Environment every runs test uses; yields the outputs folder."""
-    require_sandbox_backend("bwrap")
+def _configure(tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     outputs = tmp_path / "outputs"
     for name, value in {
         "CELLPROMPT_DATASETS_DIR": str(shared_datasets),
@@ -40,7 +37,21 @@ def run_env(tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env or cellprompt.toml from the project folder
     reset_settings()
-    yield outputs
+    return outputs
+
+
+@pytest.fixture
+def run_env(tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Environment every runs test uses; yields the outputs folder."""
+    require_sandbox_backend("bwrap")
+    yield _configure(tmp_path, shared_datasets, monkeypatch)
+    reset_settings()
+
+
+@pytest.fixture
+def scripted_env(tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The same, for tests of the conversation that run on `ScriptedSandbox` (no kernel)."""
+    yield _configure(tmp_path, shared_datasets, monkeypatch)
     reset_settings()
 
 

@@ -11,6 +11,7 @@ from cellprompt.errors import MissingAPIKeyError
 from cellprompt.records.run import Limits, TrialRecord
 from cellprompt.runs.runner import create_run, plan_trials, run
 from cellprompt.runs.store import RunStore
+from cellprompt.sandbox import ScriptedSandbox
 from tests.fakes.script import Call, Error, FakeRequest, Hang, Reply
 from tests.runs.conftest import QUICK_TASK, last_json, reference_cells, solving_policy
 
@@ -18,11 +19,13 @@ PROMPT = "You are a careful single-cell analyst. SYSTEM-PROMPT-MARKER"
 
 
 def run_one(outputs: Path, url: str, *, limits: Limits | None = None, replicates: int = 1,
-            tasks: list[str] | None = None, parallel: int = 1) -> tuple[RunStore, list[TrialRecord]]:
+            tasks: list[str] | None = None, parallel: int = 1,
+            sandbox: ScriptedSandbox | None = None) -> tuple[RunStore, list[TrialRecord]]:
+    """A run on bwrap, or on `sandbox` (a scripted one) when the kernel is not under test."""
     specs = plan_trials(prompts={"p": PROMPT}, tasks=tasks or [QUICK_TASK], models=["openai:fake-model"],
                         replicates=replicates, limits=limits, sandbox_backend="bwrap", base_url=url)
     store = create_run(outputs, specs)
-    run(specs, store, parallel=parallel)
+    run(specs, store, parallel=parallel, provider=None if sandbox is None else lambda b, m: sandbox)
     return store, store.trials()
 
 
@@ -62,17 +65,21 @@ def test_fenced_code_agent_runs_every_block(run_env: Path, fake_openai) -> None:
     assert trial.turns[0].feedback.count("Code execution result:") == 2
 
 
-def test_model_that_never_writes_code_ends_at_turn_limit(run_env: Path, fake_openai) -> None:
+def test_model_that_never_writes_code_ends_at_turn_limit(scripted_env: Path, fake_openai) -> None:
     fake_openai.policy = lambda request: Reply(text="I would cluster the cells with Leiden.")
-    _, [trial] = run_one(run_env, fake_openai.url, limits=Limits(max_turns=3))
+    sandbox = ScriptedSandbox()
+    _, [trial] = run_one(scripted_env, fake_openai.url, limits=Limits(max_turns=3), sandbox=sandbox)
+    assert sandbox.executed == [] and sandbox.closed
     assert trial.status == "limit_reached" and trial.limit == "max_turns", trial.error
     assert len(trial.turns) == 3 and not trial.passed and trial.score == 0.0
     assert "No tool was called" in fake_openai.requests[1].user_texts[-1]
 
 
-def test_code_execution_limit(run_env: Path, fake_openai) -> None:
+def test_code_execution_limit(scripted_env: Path, fake_openai) -> None:
     fake_openai.policy = lambda request: Reply(tool_calls=[Call("execute_python", {"code": "print(1)"})])
-    _, [trial] = run_one(run_env, fake_openai.url, limits=Limits(max_code_executions=2))
+    sandbox = ScriptedSandbox(lambda code: "1\n")
+    _, [trial] = run_one(scripted_env, fake_openai.url, limits=Limits(max_code_executions=2), sandbox=sandbox)
+    assert sandbox.executed == ["print(1)", "print(1)"]
     assert trial.status == "limit_reached" and trial.limit == "max_code_executions"
     assert len(trial.code_cells) == 2
     assert "that was the last of 2 code executions" in fake_openai.requests[2].tool_results[-1]
@@ -104,14 +111,14 @@ def test_malformed_tool_arguments_are_reported_back(run_env: Path, fake_openai) 
     assert trial.status == "submitted" and trial.passed, trial.error
 
 
-def test_hanging_model_times_out(run_env: Path, fake_openai, monkeypatch) -> None:
+def test_hanging_model_times_out(scripted_env: Path, fake_openai, monkeypatch) -> None:
     from cellprompt.config import reset_settings
 
     monkeypatch.setenv("CELLPROMPT_LLM_TIMEOUT_S", "0.5")
     monkeypatch.setenv("CELLPROMPT_LLM_MAX_RETRIES", "1")
     reset_settings()
     fake_openai.push(Hang(4), Hang(4))
-    _, [trial] = run_one(run_env, fake_openai.url)
+    _, [trial] = run_one(scripted_env, fake_openai.url, sandbox=ScriptedSandbox())
     assert trial.status == "error" and "timed out" in (trial.error or "")
     assert trial.wall_s < 15
 

@@ -9,6 +9,7 @@ from cellprompt.sandbox.base import ExecutionResult, Sandbox, SandboxSpec
 from cellprompt.sandbox.client import HttpSandbox
 from cellprompt.sandbox.pool import SandboxPool
 from cellprompt.sandbox.registry import get_backend
+from cellprompt.sandbox.scripted import ScriptedSandbox
 
-__all__ = ["ExecutionResult", "HttpSandbox", "Sandbox", "SandboxPool", "SandboxSpec",
+__all__ = ["ExecutionResult", "HttpSandbox", "Sandbox", "SandboxPool", "SandboxSpec", "ScriptedSandbox",
            "get_backend", "manage", "open_sandbox"]

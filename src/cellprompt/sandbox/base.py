@@ -27,12 +27,28 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from cellprompt.errors import SandboxError
 from cellprompt.records.outputs import outputs_text
 
 if TYPE_CHECKING:
     from cellprompt.sandbox.state import SandboxRecord
 
 FinalStatus = Literal["ok", "error", "timeout", "died"]
+
+
+def workspace_relative(path: str) -> str:
+    """Workspace paths may be given relative or as /workspace/...; nothing else absolute.
+
+    Checked on the host before a request is sent (the service checks again), so a caller's
+    mistake is a clear error whatever the backend.
+    """
+    if path.startswith("/"):
+        if not path.startswith("/workspace/"):
+            raise SandboxError(f"{path} is outside /workspace: files move only in and out of it")
+        path = path[len("/workspace/"):]
+    if ".." in path.split("/"):
+        raise SandboxError(f"{path} climbs out of /workspace with '..': use a path inside it")
+    return path
 
 
 class ExecutionResult(BaseModel):

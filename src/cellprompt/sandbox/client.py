@@ -24,7 +24,7 @@ import httpx
 
 from cellprompt.config import get_settings
 from cellprompt.errors import SandboxDiedError, SandboxError
-from cellprompt.sandbox.base import ExecutionResult, Launched
+from cellprompt.sandbox.base import ExecutionResult, Launched, workspace_relative
 from cellprompt.sandbox.transport import deadline, http_client, read_capped
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,6 @@ def _stop(launched: Launched) -> None:
         launched.stop()
     except Exception:  # a finaliser: nobody to raise to
         log.debug("stopping sandbox %s failed", launched.sandbox_id, exc_info=True)
-
-
-def _relative(path: str) -> str:
-    """Workspace paths may be given relative or as /workspace/...; nothing else absolute."""
-    if path.startswith("/"):
-        if not path.startswith("/workspace/"):
-            raise SandboxError(f"{path} is outside /workspace: files move only in and out of it")
-        path = path[len("/workspace/"):]
-    if ".." in path.split("/"):
-        raise SandboxError(f"{path} climbs out of /workspace with '..': use a path inside it")
-    return path
 
 
 class HttpSandbox:
@@ -112,7 +101,7 @@ class HttpSandbox:
     def read_file(self, path: str, max_bytes: int = 256 << 20) -> bytes:
         """A file of /workspace; `FileNotFoundError` when it is not there."""
         try:
-            return self._call("GET", f"/files/{_relative(path)}", cap=max_bytes)[0]
+            return self._call("GET", f"/files/{workspace_relative(path)}", cap=max_bytes)[0]
         except _NotFound:
             raise FileNotFoundError(f"{path} is not in the sandbox's /workspace") from None
 
@@ -140,7 +129,7 @@ class HttpSandbox:
         return skipped
 
     def write_file(self, path: str, data: bytes) -> None:
-        self._call("PUT", f"/files/{_relative(path)}", content=data)
+        self._call("PUT", f"/files/{workspace_relative(path)}", content=data)
 
     def status(self) -> dict[str, Any]:
         reply = json.loads(self._call("GET", "/status")[0])

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from cellprompt.version import __version__
 from cellprompt.config import reset_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import HttpSandbox, open_sandbox, state
 from cellprompt.sandbox.limits import parse_memory
+from cellprompt.version import __version__
 from tests.conftest import require_sandbox_backend
 
 docker = pytest.importorskip("docker", reason="the docker SDK (cellprompt[docker]) is needed")

@@ -29,10 +29,10 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyUrl
 
-from cellprompt.version import __version__
 from cellprompt.agent.tools import TOOLS
 from cellprompt.errors import CellpromptError
 from cellprompt.mcp.session import LIST_FILES, READ_FILE, TrialSession
+from cellprompt.version import __version__
 
 TASK_URI = "cellprompt://task"
 SERVER_NAME = "cellprompt"

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cellprompt.version import __version__
 from cellprompt.errors import CellpromptError, RunError
 from cellprompt.records.run import RunManifest, TrialRecord, TrialSpec
 from cellprompt.runs.executors import Executor, LocalExecutor, RemoteExecutor
@@ -21,6 +20,7 @@ from cellprompt.runs.store import RunStore, new_run_id
 from cellprompt.runs.trial import SandboxProvider, execute_trial, open_fresh
 from cellprompt.sandbox import SandboxPool
 from cellprompt.sandbox.base import Mount, Sandbox
+from cellprompt.version import __version__
 
 log = logging.getLogger(__name__)
 

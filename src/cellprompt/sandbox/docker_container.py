@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil
 
-from cellprompt.version import __version__
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Endpoint, Launched, SandboxSpec
 from cellprompt.sandbox.docker_image import LABEL
 from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid
+from cellprompt.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cellprompt.version import __version__
 from cellprompt.config import get_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
+from cellprompt.version import __version__
 
 if TYPE_CHECKING:
     from docker import DockerClient

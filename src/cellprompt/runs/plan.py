@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from pathlib import Path
-from typing import Any
 
 from cellprompt.errors import UsageError
 from cellprompt.records.run import Limits, TrialSpec
+from cellprompt.tasks.spec import Task
 
 PROMPT_SUFFIXES = (".txt", ".md", ".prompt")
 
@@ -74,7 +74,7 @@ def fresh_dataset_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def spec_task(spec: TrialSpec) -> Any:
+def spec_task(spec: TrialSpec) -> Task:
     """The task a spec runs: its task file, its generated dataset re-seeded under `--fresh`."""
     from cellprompt.datasets.generate import is_generated, with_seed
     from cellprompt.tasks import load_task

@@ -19,6 +19,7 @@ from cellprompt.mcp.external import runner_for
 from cellprompt.records.run import TrialRecord, TrialSpec, utcnow
 from cellprompt.runs.open_task import REPORT_FILE, open_first_message, report_text
 from cellprompt.sandbox.base import Mount, Sandbox
+from cellprompt.tasks.spec import Task
 
 MAX_WORKSPACE_COPY_BYTES = 50 * 1024 * 1024
 
@@ -35,12 +36,11 @@ def open_fresh(backend: str, mounts: list[Mount]) -> AbstractContextManager[Sand
     return open_sandbox(backend=backend, datasets=mounts)
 
 
-def first_message(task: object, data_description: str) -> str:
+def first_message(task: Task, data_description: str) -> str:
     """Objective, data, and the answer format: everything the agent is told."""
-    t = task  # cellprompt.tasks.spec.Task
-    parts = [t.objective.strip(), "", "## Data", data_description, "", "## Answer"]  # type: ignore[attr-defined]
-    fields = [f for f in t.answer if f.type != "file"]  # type: ignore[attr-defined]
-    files = [f for f in t.answer if f.type == "file"]  # type: ignore[attr-defined]
+    parts = [task.objective.strip(), "", "## Data", data_description, "", "## Answer"]
+    fields = [f for f in task.answer if f.type != "file"]
+    files = [f for f in task.answer if f.type == "file"]
     if fields:
         parts.append("Submit a JSON object with these fields (submit_answer tool, or an "
                      "<EVAL_ANSWER>{...}</EVAL_ANSWER> block):")

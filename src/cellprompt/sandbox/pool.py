@@ -42,7 +42,8 @@ def _key(kwargs: Mapping[str, Any]) -> Key:
 
 
 def _open(key: Key) -> HttpSandbox:
-    return open_sandbox(**{k: list(v) if isinstance(v, tuple) else v for k, v in key})
+    kwargs: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in key}
+    return open_sandbox(**kwargs)
 
 
 def _close_quietly(future: Future[HttpSandbox]) -> None:

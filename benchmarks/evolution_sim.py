@@ -1,145 +1,73 @@
-"""Prompt evolution in a simulated world where a prompt's true quality is known (no LLM involved).
+"""Prompt evolution in simulated worlds where a prompt's true quality is known (no LLM involved).
 
-Drives the real `iterative` and `gepa` strategies (only the agent trial and the
-reflection model are simulated, see `cellprompt.evolve.simulation`) and a naive
-loop in the style of the original `prompt_evolver.py` (run the current prompt
-once per training task, rewrite from the first 3,000 characters of the
-conversation with a 500-token cap, keep the last rewrite). Prints, averaged
-over seeds, the true test fitness of each strategy's current choice against
-trials used, and how many trials each needs to reach the naive loop's final
-fitness.
+Drives the real `iterative` and `gepa` strategies and the naive loop (the
+original rewrite loop, given the very same reflection request and evidence) in
+the `standard` and the `harder` world (noisier trials, a reflection model that
+is often wrong and sometimes harmful); see `cellprompt.evolve.simulation.benchmark`.
+Prints, per world, each strategy's held-out test gain and the trials it needs
+to reach the naive loop's final fitness, with bootstrap 95% intervals over seeds.
 
-    .venv/bin/python benchmarks/evolution_sim.py [--seeds 10] [--budget 300]
+    .venv/bin/python benchmarks/evolution_sim.py [--seeds 10] [--budget 300] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
-from statistics import fmean
 
-from cellprompt.evolve import EvolveConfig, EvolveEvent, run_evolution, start_evolution
-from cellprompt.evolve.reflection import OPEN, extract_prompt
-from cellprompt.evolve.simulation import SEED_PROMPT, SimEvaluator, SimReflectionModel, SimWorld
-from cellprompt.llm.base import Message
+from cellprompt.evolve.simulation.benchmark import SCENARIOS, STRATEGIES, Figures, run_scenario, summarise
 
-OBJECTIVE = "Analyse single-cell RNA-seq datasets correctly and answer the question in the requested format."
-NAIVE_CHARS = 3000
-NAIVE_TOKENS = 500
+TARGET_SHARE = 0.5  # issue 16: in the harder world the best strategy needs at most half the naive trials
 
 
-def naive_loop(world: SimWorld, budget: int, seed: int) -> list[tuple[int, float]]:
-    """The original loop: one run per training task, rewrite from a clipped transcript, keep the last."""
-    evaluator, model = SimEvaluator(world), SimReflectionModel(seed)
-    train, test = world.split("train"), world.split("test")
-    current, used = SEED_PROMPT, 0
-    curve = [(0, world.quality(current, test))]
-    while used + len(train) <= budget:
-        records = evaluator.evaluate(current, train, 1, first_replicate=used)
-        used += len(train)
-        grade = fmean(r.score or 0.0 for r in records)
-        # the conversation: the prompt, the task, the agent's code; the grade is only a number
-        transcript = "\n\n".join(
-            f"system: {current}\nuser: {r.first_message}\nassistant:\n"
-            + "\n".join(c.code for c in r.code_cells)
-            for r in records
-        )
-        request = (
-            f"Objective: {OBJECTIVE}\n\nPrevious prompt:\n{OPEN}\n{current}\n</prompt>\n\n"
-            f"Conversation:\n{transcript[:NAIVE_CHARS]}\n\nGrade: {grade:.2f}\n\n"
-            "Rewrite the prompt to get a better grade."
-        )
-        reply = model.complete([Message(role="user", content=request)], max_tokens=NAIVE_TOKENS)
-        content = reply.message.content
-        current = extract_prompt(content) or content.split(OPEN, 1)[-1].strip()
-        curve.append((used, world.quality(current, test)))
-    return curve
+def _trials(x: float) -> str:
+    return "never" if x == float("inf") else f"{x:.0f}"
 
 
-def strategy_curve(
-    strategy: str, world: SimWorld, budget: int, seed: int, out: Path, replicates: int
-) -> list[tuple[int, float]]:
-    test = world.split("test")
-    cfg = EvolveConfig(
-        evolution_id=f"{strategy}-{seed}",
-        objective=OBJECTIVE,
-        seed_prompt=SEED_PROMPT,
-        train_tasks=world.split("train"),
-        val_tasks=world.split("val"),
-        model="sim:agent",
-        reflection_model="sim:reflection",
-        strategy=strategy,
-        budget_trials=budget,
-        replicates=replicates,
-        max_prompt_words=300,
-        seed=seed,
-    )
-    folder = start_evolution(cfg, out)
-    curve = [(0, world.quality(SEED_PROMPT, test))]
-
-    def on_event(event: EvolveEvent) -> None:
-        if event.best_text is not None:
-            curve.append((event.trials_used, world.quality(event.best_text, test)))
-
-    summary = run_evolution(folder, SimEvaluator(world), SimReflectionModel(seed), on_event=on_event)
-    best = (folder.path / "best_prompt.txt").read_text(encoding="utf-8")
-    curve.append((max(t for t, _ in curve), world.quality(best, test)))
-    assert summary.best_id
-    return curve
+def _share(x: float) -> str:
+    return "never" if x == float("inf") else f"{x:.0%}"
 
 
-def at(curve: list[tuple[int, float]], t: int) -> float:
-    """The fitness of the strategy's choice once `t` trials were used (a step function)."""
-    value = curve[0][1]
-    for used, fit in curve:
-        if used <= t:
-            value = fit
-    return value
+def report(name: str, figures: list[Figures], seeds: int, budget: int, seconds: float) -> None:
+    print(f"\n== world '{name}': {SCENARIOS[name].about}")
+    print(f"   {seeds} seeds, budget {budget} trials, {seconds:.0f} s")
+    print(f"{'strategy':>10}  {'test gain [95% CI]':<26}{'trials to naive final [CI]':<28}"
+          f"{'share of naive trials [CI]':<28}{'share to naive peak [CI]'}")
+    for f in figures:
+        gain = f"{f.gain:+.3f} [{f.gain_ci[0]:+.3f}, {f.gain_ci[1]:+.3f}]"
+        reach = f"{_trials(f.reach)} [{_trials(f.reach_ci[0])}, {_trials(f.reach_ci[1])}]"
+        share = f"{_share(f.share)} [{_share(f.share_ci[0])}, {_share(f.share_ci[1])}]"
+        peak = f"{_share(f.peak_share)} [{_share(f.peak_share_ci[0])}, {_share(f.peak_share_ci[1])}]"
+        print(f"{f.name:>10}  {gain:<26}{reach:<28}{share:<28}{peak}")
+    grid = list(range(0, budget + 1, max(1, budget // 10)))
+    print("mean true test fitness against trials used:")
+    print("  trials" + "".join(f"{f.name:>11}" for f in figures))
+    for i, t in enumerate(grid):
+        print(f"  {t:>6}" + "".join(f"{f.grid[i]:>11.3f}" for f in figures))
+    best = min((f for f in figures if f.name != "naive"), key=lambda f: (f.reach, -f.gain))
+    excludes = best.gain_ci[0] > 0 or best.gain_ci[1] < 0
+    print(f"best strategy: {best.name}: needs {_share(best.share)} of the naive loop's trials to reach its "
+          f"final fitness ({'≤' if best.share <= TARGET_SHARE else '>'} {TARGET_SHARE:.0%}), "
+          f"{_share(best.peak_share)} to reach its peak; its test-gain CI "
+          f"{'excludes' if excludes else 'includes'} 0")
+    if figures[0].gain < 0:
+        print("note: the naive loop ends below the seed here, so reaching its final fitness is free; "
+              "the peak column is the informative bar")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=300)
-    parser.add_argument("--replicates", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2, help="processes (seeds run in parallel)")
+    parser.add_argument("--world", choices=sorted(SCENARIOS), action="append",
+                        help="a world to run (repeatable; default: all)")
     args = parser.parse_args()
-    names = ("naive", "iterative", "gepa")
-    curves: dict[str, list[list[tuple[int, float]]]] = {n: [] for n in names}
-    seconds = dict.fromkeys(names, 0.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            world = SimWorld(seed=seed)
-            for name in names:
-                start = time.perf_counter()
-                if name == "naive":
-                    curves[name].append(naive_loop(world, args.budget, seed))
-                else:
-                    curves[name].append(
-                        strategy_curve(name, world, args.budget, seed, Path(tmp), args.replicates)
-                    )
-                seconds[name] += time.perf_counter() - start
-    grid = list(range(0, args.budget + 1, max(1, args.budget // 10)))
-    mean_at = {n: [fmean(at(c, t) for c in curves[n]) for t in grid] for n in names}
-    print(
-        f"true test fitness (mean of {args.seeds} seeds) against trials used; budget {args.budget}, "
-        f"replicates {args.replicates}"
-    )
-    print("trials    " + "".join(f"{n:>11}" for n in names))
-    for i, t in enumerate(grid):
-        print(f"{t:>6}    " + "".join(f"{mean_at[n][i]:>11.3f}" for n in names))
-    target = mean_at["naive"][-1]
-    print(f"\nnaive loop's final fitness: {target:.3f}")
-    for name in names:
-        reach = next(
-            (t for t in range(args.budget + 1) if fmean(at(c, t) for c in curves[name]) >= target), None
-        )
-        share = f"{reach / args.budget:.0%} of the budget" if reach is not None else "never"
-        print(
-            f"{name:>10}: reaches it after {reach if reach is not None else '-'} trials ({share}); "
-            f"final {mean_at[name][-1]:.3f}; {seconds[name]:.1f} s"
-        )
+    for name in args.world or list(SCENARIOS):
+        start = time.perf_counter()
+        curves = run_scenario(SCENARIOS[name], args.seeds, args.budget, args.jobs)
+        assert set(curves) == set(STRATEGIES)
+        report(name, summarise(curves, args.budget), args.seeds, args.budget, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -148,16 +148,22 @@ def evolve_prompt(config: EvolveConfig, *, out: Path | str | None = None, execut
 
 def resume_evolution(folder: EvolutionFolder, *, executor: Executor | None = None,
                      on_event: Callable[[EvolveEvent], None] | None = None) -> EvolveSummary:
-    """Run (or finish) the evolution in `folder` with the models its config names."""
+    """Run (or finish) the evolution in `folder` with the models its config names; the
+    models (agent, reflection, judge) and every task's dataset are checked before any trial."""
     from cellprompt.evolve import run_evolution
     from cellprompt.evolve.runner_evaluator import RunnerEvaluator, make_judge
     from cellprompt.llm import make_model
+    from cellprompt.runs.preflight import ModelTarget, check_models, preflight
 
     config = folder.config()
     evaluator = RunnerEvaluator(model=config.model, store=folder.run_store(),
                                 dataset_seed=config.dataset_seed, base_url=config.base_url,
                                 sandbox_backend=config.sandbox_backend, parallel=config.parallel,
                                 executor=executor)
+    tasks = list(dict.fromkeys([*config.train_tasks, *config.val_tasks, *config.test_tasks]))
+    judged = {"model": config.judge_model, "base_url": config.judge_base_url} if config.judge_model else None
+    preflight(evaluator.plan(config.seed_prompt, tasks, 1), judge=judged)
+    check_models([ModelTarget(config.reflection_model, config.base_url, model_source="--reflection-model")])
     reflection = make_model(config.reflection_model, base_url=config.base_url)
     judge = (make_judge(make_model(config.judge_model, base_url=config.judge_base_url),
                         evaluator.task, samples=config.judge_samples, run_dir=folder.run_dir)

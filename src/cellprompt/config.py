@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,12 @@ from pydantic_settings import (
 
 
 def _default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "cellprompt"
+    """The user's cache folder (`~/.cache/cellprompt` on Linux, `~/Library/Caches/cellprompt` on
+    macOS): downloads and built-in datasets are reused by every project, and a command run in
+    some folder never fills that folder."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("cellprompt"))
 
 
 class Settings(BaseSettings):
@@ -34,6 +39,7 @@ class Settings(BaseSettings):
         toml_file="cellprompt.toml",
     )
 
+    # Unset: `<cache_dir>/datasets` (see `_datasets_in_cache`); set it to keep them elsewhere.
     datasets_dir: Path = Field(default=Path("datasets"))
     outputs_dir: Path = Field(default=Path("outputs"))
     cache_dir: Path = Field(default_factory=_default_cache_dir)
@@ -86,6 +92,15 @@ class Settings(BaseSettings):
             dotenv_settings,
             TomlConfigSettingsSource(settings_cls),
         )
+
+    @model_validator(mode="after")
+    def _datasets_in_cache(self) -> Settings:
+        """Datasets default to the cache folder, not `./datasets`: `datasets show builtin:…` in
+        any folder used to write megabytes there. A configured `datasets_dir` (env, `.env`,
+        `cellprompt.toml`) is kept as it is."""
+        if "datasets_dir" not in self.model_fields_set:
+            self.datasets_dir = self.cache_dir / "datasets"
+        return self
 
     def sandbox_state_dir(self) -> Path:
         """Short folder for sandbox state (Unix socket paths max out at 108 bytes).

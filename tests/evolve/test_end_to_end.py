@@ -101,7 +101,7 @@ def test_gepa_improves_a_bad_prompt_through_the_fake_server(fake_openai, isolate
         max_prompt_words=200,
     )
     folder = start_evolution(config, isolated / "outputs")
-    evaluator = RunnerEvaluator(model=config.model, run_dir=folder.run_dir, base_url=config.base_url)
+    evaluator = RunnerEvaluator(model=config.model, store=folder.run_store(), base_url=config.base_url)
     reflection = make_model(config.reflection_model, base_url=config.base_url)
 
     summary = run_evolution(folder, evaluator, reflection)

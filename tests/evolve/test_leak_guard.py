@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cellprompt.evolve import STRATEGIES, run_evolution, start_evolution
-from cellprompt.evolve.leaks import Fact, grader_facts
+from cellprompt.evolve.leaks import Fact, grader_facts, truth_facts
 from cellprompt.evolve.reflection import CLOSE, OPEN
 from cellprompt.evolve.simulation import SimEvaluator, SimReflectionModel, SimWorld
 from cellprompt.grading.registry import grade
@@ -89,3 +89,62 @@ def test_planted_answers_are_refused_and_never_shipped(strategy: str, tmp_path: 
         if c.verdict != "flagged":
             assert "188" not in c.text and "answer is C" not in c.text, c.verdict
     assert summary.best_id
+
+
+# the withheld truth of a validation task's sealed copy: only in truth.json, never in a grader config
+WITHHELD = {"computed": {"doublets": {"n_doublets": 137}},
+            "obs": {"lineage": {f"cell-{i}": name for i, name in
+                                enumerate(["Alpha progenitor", "Beta progenitor", "Gamma effector"] * 3)}}}
+WITHHELD_LEAKS = ["- Expect 137 doublets in these data.",
+                  "- The lineages are Alpha progenitor, Beta progenitor and Gamma effector."]
+
+
+class WithheldSimEvaluator(SimEvaluator):
+    def task_facts(self, task_ref: str) -> list[Fact]:
+        return truth_facts(WITHHELD, "val-1") if task_ref == self.world.split("val")[1] else []
+
+
+class PlantingWithheld(PlantingReflection):
+    def complete(self, messages: list[Message], **kwargs: Any) -> ChatReply:
+        reply = SimReflectionModel.complete(self, messages, **kwargs)
+        content = reply.message.content
+        if "cannot be used" not in messages[-1].content and OPEN in content:
+            content = content.replace(CLOSE, "\n".join(WITHHELD_LEAKS) + "\n" + CLOSE)
+        return reply.model_copy(update={"message": Message(role="assistant", content=content)})
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_facts_only_in_withheld_data_are_refused(strategy: str, tmp_path: Path) -> None:
+    world = SimWorld(seed=3)
+    folder = start_evolution(sim_config(world, strategy=strategy, budget=120), tmp_path)
+    run_evolution(folder, WithheldSimEvaluator(world), PlantingWithheld(seed=3))
+    flagged = [c for c in folder.candidates() if c.verdict == "flagged"]
+    assert flagged and all("the withheld" in c.reason and "task val-1" in c.reason for c in flagged)
+    assert any(WITHHELD_LEAKS[0] in c.text and WITHHELD_LEAKS[1] in c.text for c in flagged)
+    for c in folder.candidates():
+        if c.verdict != "flagged":
+            assert "137" not in c.text and "Gamma effector" not in c.text
+    assert "137" not in (folder.path / "best_prompt.txt").read_text(encoding="utf-8")
+
+
+def test_the_runner_evaluator_knows_a_recipe_truth_and_every_task_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pbmc68k-qc-mito's answer is computed on its sealed copy (truth recipe), not written in a grader."""
+    from cellprompt.config import reset_settings
+    from cellprompt.evolve.leaks import leak_flag
+    from cellprompt.evolve.runner_evaluator import RunnerEvaluator
+    from cellprompt.runs.runner import create_run
+    from cellprompt.tasks.materialise import materialise
+
+    monkeypatch.setenv("CELLPROMPT_DATASETS_DIR", str(tmp_path / "datasets"))
+    reset_settings()
+    try:
+        evaluator = RunnerEvaluator(model="reference", store=create_run(tmp_path, [], run_id="run"))
+        facts = evaluator.task_facts("pbmc68k-qc-mito")
+        n = materialise(evaluator.task("pbmc68k-qc-mito")).truth["computed"]["qc"]["n_cells_high_mito"]
+        assert leak_flag(f"- About {n} cells exceed the mitochondrial cutoff.", facts)
+        assert leak_flag("- This is task pbmc68k-qc-mito.", facts)
+        assert leak_flag("- Filter cells whose mitochondrial fraction exceeds 2%.", facts) is None
+    finally:
+        reset_settings()

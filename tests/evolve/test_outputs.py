@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -59,6 +60,28 @@ def test_the_candidate_table_tells_each_candidates_story(evolved) -> None:
     assert rejected and all(r["reason"] and r["parent"] and r["change"] for r in rejected)
     _, body = html_section(evolved)
     assert "<h4>Candidates</h4>" in body and "Stopped:" in body
+
+
+def test_the_report_keeps_splits_apart_and_shows_the_path_and_the_test_interval(evolved) -> None:
+    from cellprompt.evolve.report import split_scores
+
+    summary = json.loads((evolved.path / "summary.json").read_text())
+    _, body = html_section(evolved)
+    for split in ("training", "validation", "held-out test"):
+        assert f"<h5>{split}" in body
+    scores = split_scores(evolved)
+    best, seed = summary["best_id"], summary["seed_id"]
+    assert best != seed
+    test_best, val_best = scores[(best, "test")], scores[(best, "val")]
+    assert test_best.trials == 6 and val_best.trials > test_best.trials  # test trials only on test
+    assert test_best.low <= test_best.mean <= test_best.high and test_best.low < test_best.high
+    assert {cid for cid, split in scores if split == "test"} == {best, seed}  # test used once, at the end
+    section = body.split("<h4>Accepted path</h4>")[1].split("<h4>")[0]
+    path = json.loads((evolved.path / "lineage.json").read_text())["path_from_seed"]
+    assert len(path) >= 2 and all(cid in section for cid in path) and "validation" in section
+    test = summary["test"]
+    low = test["delta"] - 1.96 * test["delta_se"]
+    assert f"95% CI [{low:+.3f}" in body
 
 
 def test_an_unchanged_prompt_says_so_instead_of_an_empty_diff() -> None:

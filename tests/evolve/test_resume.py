@@ -49,7 +49,10 @@ def test_resume_after_an_interruption_runs_nothing_twice(
     summary = run_evolution(EvolutionFolder.open(config.evolution_id, tmp_path), resumed, reflection)
 
     keys = Counter((t.prompt_id, t.task_ref, t.replicate) for t in folder.trials())
-    assert max(keys.values()) == 1  # no trial stored twice
+    assert max(keys.values()) == 1
+    stored = (folder.run_dir / "trials.jsonl").read_text().splitlines()
+    assert len(stored) == len(keys)  # no trial stored twice, in the one store of the evolution
+    assert not (folder.path / "trials.jsonl").exists()
     assert first.calls + resumed.calls == len(keys)  # and none simulated twice
     assert first.calls + resumed.calls <= config.budget_trials
     reply_keys = Counter(r.key for r in folder.replies())

@@ -36,7 +36,22 @@ CELLS = {
     "figure": "%matplotlib inline\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(3, 2))\n"
     "ax.plot([1, 2, 3], [3, 1, 2])\nax.set_title('umap-ish')\nplt.show()",
     "result": "21 * 2",
+    # not in the default trials: tests that need an HTML output put these in a turn
+    "frame": "import pandas as pd\npd.DataFrame({'cluster': ['B', 'T'], 'n_cells': [120, 340]})",
+    "hostile": "from IPython.display import HTML, display\ndisplay(HTML(" + repr(
+        "<div><b>summary</b><table><tr><td>safe cell</td></tr></table>"
+        "<script>window.__xss = 'script'</script>"
+        "<img src=x onerror=\"window.__xss = 'onerror'\">"
+        "<iframe src=\"javascript:window.parent.__xss = 'iframe'\"></iframe>"
+        "<a href=\"javascript:window.__xss = 'href'\" id=\"evil-link\">click me</a>"
+        "<svg onload=\"window.__xss = 'svg'\"></svg>"
+        "<link rel=stylesheet href=\"http://203.0.113.9/x.css\">"
+        "<p style=\"background:url(http://203.0.113.9/p.png)\" onclick=\"window.__xss = 'click'\">"
+        "styled</p><form action=\"http://203.0.113.9/\"><input name=q></form></div>"
+    ) + "))",
 }
+# task id -> category of the task files `make_run` writes for the trials it makes
+CATEGORIES = {"t_cluster": "clustering", "t_qc": "qc"}
 
 
 def _execute(kc: Any, code: str) -> tuple[list[dict[str, Any]], int | None, str]:
@@ -105,6 +120,18 @@ def _with_artifacts(ex: ExecutionRecord, store: RunStore, trial_id: str, number:
     return ex
 
 
+def write_task(folder: Path, task_id: str, category: str) -> Path:
+    """A minimal valid task file: the report reads a trial's category from its task."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task_id}.yaml"
+    path.write_text(
+        f"id: {task_id}\ntitle: {task_id}\ndataset: builtin:pbmc68k_reduced\nobjective: Count them.\n"
+        "graders:\n  - {type: numeric_tolerance, config: {ground_truth: {n: 3}}}\n"
+        f"metadata: {{category: {category}}}\n"
+    )
+    return path
+
+
 def make_trial(
     store: RunStore,
     cells: dict[str, ExecutionRecord],
@@ -116,6 +143,7 @@ def make_trial(
     score: float | None,
     status: str = "submitted",
     replicate: int = 0,
+    task_ref: str | None = None,
 ) -> TrialRecord:
     trial_id = f"{prompt_id}-{model.replace(':', '_')}-{task_id}-{replicate}-{index}"
     spec = TrialSpec(
@@ -123,7 +151,7 @@ def make_trial(
         prompt_id=prompt_id,
         prompt=f"You are {prompt_id}. Be careful.",
         task_id=task_id,
-        task_ref=f"/nonexistent/{task_id}.yaml",
+        task_ref=task_ref or f"/nonexistent/{task_id}.yaml",
         model=model,
         replicate=replicate,
     )
@@ -203,8 +231,12 @@ def make_run(
     run_id: str = "run-a",
     scores: dict[tuple[str, str, str], list[float | None]] | None = None,
     judge: bool = True,
+    categories: dict[str, str] = CATEGORIES,
 ) -> RunStore:
-    """A run: for each (prompt, model, task) key, one trial per listed score."""
+    """A run: for each (prompt, model, task) key, one trial per listed score (replicates 0, 1, …).
+
+    Tasks named in `categories` get a task file of that category; others a missing one ('other').
+    """
     scores = scores or {
         ("concise", "openai:gpt-x", "t_cluster"): [1.0, 0.8, 0.6],
         ("concise", "openai:gpt-x", "t_qc"): [1.0, None],
@@ -225,6 +257,9 @@ def make_run(
                 score=score,
                 status="submitted" if score is not None else "error",
                 replicate=replicate,
+                task_ref=str(write_task(outputs / "tasks", task_id, categories[task_id]))
+                if task_id in categories
+                else None,
             )
             store.append_trial(record)
             if judge:

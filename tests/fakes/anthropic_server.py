@@ -22,6 +22,10 @@ class FakeAnthropic(FakeLLMServer):
     def accepts(self, path: str) -> bool:
         return path.split("?")[0].rstrip("/").endswith("/v1/messages")
 
+    def render_model(self, name: str) -> dict[str, Any]:
+        return {"type": "model", "id": name, "display_name": name,
+                "created_at": "2025-01-01T00:00:00Z"}
+
     def describe(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> FakeRequest:
         req = FakeRequest(path=path, headers=headers, body=body)
         req.tool_names = [t["name"] for t in body.get("tools") or []]

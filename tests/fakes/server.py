@@ -23,6 +23,9 @@ class FakeLLMServer:
     def __init__(self) -> None:
         self.requests: list[FakeRequest] = []
         self.policy: Policy | None = None
+        # The models endpoints (`GET …/models[/NAME]`), which preflight asks before any trial:
+        # None serves every name asked for; a list serves exactly those.
+        self.models: list[str] | None = None
         self._queue: deque[Response] = deque()
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # cuts hangs short on reset/close
@@ -54,6 +57,7 @@ class FakeLLMServer:
             self._queue.clear()
             self.requests.clear()
             self.policy = None
+            self.models = None
             self._cancel.set()
             self._cancel = threading.Event()
 
@@ -87,6 +91,22 @@ class FakeLLMServer:
     def accepts(self, path: str) -> bool:
         raise NotImplementedError
 
+    def render_model(self, name: str) -> dict[str, Any]:
+        """One entry of the models endpoints, in the provider's shape."""
+        return {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
+
+    def models_reply(self, path: str) -> tuple[int, dict[str, Any]]:
+        """(status, body) for `GET …/models` (the list) or `GET …/models/NAME` (one model)."""
+        name = path.split("?")[0].rstrip("/").partition("/models")[2]
+        name = name.lstrip("/")
+        if not name:
+            listed = self.models or []
+            return 200, {"object": "list", "data": [self.render_model(n) for n in listed],
+                         "has_more": False, "first_id": None, "last_id": None}
+        if self.models is None or name in self.models:
+            return 200, self.render_model(name)
+        return 404, self.render_error(Error(404, f"The model `{name}` does not exist"))
+
     # --- machinery ------------------------------------------------------------------
 
     def _next(self, request: FakeRequest) -> Response:
@@ -117,6 +137,12 @@ class FakeLLMServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                if "/models" not in self.path:
+                    self._send(404, server.render_error(Error(404, f"no route {self.path}")))
+                    return
+                self._send(*server.models_reply(self.path))
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -127,6 +153,8 @@ class FakeLLMServer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 request = server.describe(self.path, headers, body)
                 response = server._next(request)
+                if server.models is not None and body.get("model") not in server.models:
+                    response = Error(404, f"The model `{body.get('model')}` does not exist")
                 cancel = server._cancel
                 try:
                     if isinstance(response, Hang):

@@ -41,3 +41,21 @@ def test_corrupt_entry_is_a_miss(fake_openai: FakeOpenAI, fast_llm_settings: Set
     entry.write_text("{not json")
     assert m.complete([Message(role="user", content="hi")]).message.content == "b"
     assert len(fake_openai.requests) == 2
+
+
+def test_as_recorded_replays_the_reply_as_first_received(fake_openai: FakeOpenAI,
+                                                        fast_llm_settings: Settings, tmp_path: Path) -> None:
+    """An evolution's reflection replies: a replay must see what the first session saw, and what
+    they cost is counted once, from the entries."""
+    fake_openai.push(Reply(text="a"), Reply(text="b"))
+    inner = make_model("openai:gpt-4o", base_url=fake_openai.url, settings=fast_llm_settings)
+    recorded = CachedModel(inner, tmp_path, as_recorded=True)
+    first = recorded.complete([Message(role="user", content="hi")])
+    again = CachedModel(inner, tmp_path, as_recorded=True)
+    replay = again.complete([Message(role="user", content="hi")])
+    assert len(fake_openai.requests) == 1
+    assert replay == first and not replay.from_cache and replay.usage.cost_usd > 0
+    other = again.complete([Message(role="user", content="other")])
+    assert other.message.content == "b"
+    assert again.recorded_usage() == first.usage + other.usage
+    assert CachedModel(inner, tmp_path).recorded_usage() == first.usage + other.usage

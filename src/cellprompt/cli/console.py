@@ -25,6 +25,15 @@ out = Console(soft_wrap=True, width=_width(sys.stdout))  # paths and commands ar
 err = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))  # one-line messages stay one line
 
 
+def money(usd: float, unknown: bool = False) -> str:
+    """A cost as the CLI prints it. An unpriced model's usage is recorded as $0 and flagged;
+    printing that 0 would read as "free", so it reads "unknown" (or "$x + unknown" when priced
+    calls are mixed in)."""
+    if not unknown:
+        return f"${usd:.4f}"
+    return f"${usd:.4f} + unknown" if usd > 0 else "unknown"
+
+
 def interactive() -> bool:
     """Asking is only allowed when a person sits at both ends of the terminal."""
     return sys.stdin.isatty() and sys.stdout.isatty()

@@ -8,8 +8,10 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cellprompt.cli.console import err, out
+from cellprompt.cli.console import err, money, out
+from cellprompt.cli.open_results import judge_unpriced
 from cellprompt.config import get_settings
+from cellprompt.runs.preflight import ModelTarget, check_models
 from cellprompt.runs.store import RunStore
 
 
@@ -40,6 +42,8 @@ def register(app: typer.Typer) -> None:
             from cellprompt.grading.judge import default_judge
 
             judge_model = default_judge(sorted({t.spec.model for t in store.trials()}))
+        # the judge answers before any trial is sent to it (a dead server fails in seconds)
+        check_models([ModelTarget(judge_model, base_url, model_source="--judge-model")])
         with Progress(
             TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:
@@ -57,7 +61,8 @@ def register(app: typer.Typer) -> None:
             )
         out.print(
             f"judged {summary.judged}, failed {summary.failed}, already judged {summary.skipped}; "
-            f"judge cost ${summary.cost_usd:.4f} → {store.evaluations_path}",
+            f"judge cost {money(summary.cost_usd, judge_unpriced(store, judge_model))} "
+            f"→ {store.evaluations_path}",
             highlight=False,
         )
         if summary.failed:

@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
         sandbox: str | None = typer.Option(None, "--sandbox", help="auto | bwrap | docker | local"),
         base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
         seed: int = typer.Option(0, "--seed"),
+        fresh: bool = typer.Option(False, "--fresh", help="Draw generated datasets (gen:…) with a new "
+                                   "seed for this evolution (recorded in evolve.json)."),
         out_dir: Path | None = typer.Option(None, "--out", help="Folder of outputs (default outputs/)."),
         resume: str | None = typer.Option(None, "--resume", help="Evolution id or folder to continue."),
         executor_name: str | None = typer.Option(
@@ -88,11 +90,14 @@ def register(app: typer.Typer) -> None:
         executor = make_executor(executor_name or settings.executor, parallel=parallel,
                                  address=ray_address or settings.ray_address)
         if resume:
-            if objective or prompt or task or model or dataset:
-                raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model: the "
-                                 "folder has them")
+            if objective or prompt or task or model or dataset or fresh:
+                raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model/--fresh: "
+                                 "the folder has them")
             folder = EvolutionFolder.open(resume, outputs)
         elif dataset:
+            if fresh:
+                raise UsageError("--fresh is for --task evolutions on generated data (gen:…); with "
+                                 "--dataset pass the gen: dataset with its seed= instead")
             if task or val_task or test_task:
                 raise UsageError("pass --dataset (an open evolution, judged) or --task, not both")
             folder = _start_open(
@@ -146,6 +151,7 @@ def register(app: typer.Typer) -> None:
                     max_proposals=iterations,
                     max_cost_usd=max_cost,
                     seed=seed,
+                    dataset_seed=fresh_seed([*train, *val, *test]) if fresh else None,
                     base_url=base_url or settings.openai_base_url,
                     sandbox_backend=sandbox or settings.sandbox_backend,
                     parallel=parallel,
@@ -160,6 +166,19 @@ def register(app: typer.Typer) -> None:
                 config = config.model_copy(update={"budget_trials": priced})
             folder = start_evolution(config, outputs)
         _run(folder, executor)
+
+
+def fresh_seed(tasks: list[str]) -> int:
+    """`--fresh`: one new dataset seed for the whole evolution, drawn as `run --fresh` draws it; a
+    usage error when no task is on generated data (the flag would change nothing)."""
+    from cellprompt.datasets.generate import is_generated
+    from cellprompt.runs.plan import fresh_dataset_seed
+    from cellprompt.tasks import load_task
+
+    if not any(is_generated(load_task(t).dataset) for t in dict.fromkeys(tasks)):
+        raise UsageError("--fresh redraws generated datasets (gen:…), and none of these tasks uses one: "
+                         "drop --fresh")
+    return fresh_dataset_seed()
 
 
 def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets: list[str], val: list[str],
@@ -213,9 +232,8 @@ def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets:
 
 
 def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
-    from cellprompt.evolve import EvolveEvent, plan_budget, run_evolution
-    from cellprompt.evolve.runner_evaluator import RunnerEvaluator, make_judge
-    from cellprompt.llm import make_model
+    from cellprompt.api import resume_evolution
+    from cellprompt.evolve import EvolveEvent, plan_budget
 
     config = folder.config()
     plan = plan_budget(config)
@@ -223,25 +241,8 @@ def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
         f"evolution [bold]{config.evolution_id}[/] ({config.strategy}): budget {config.budget_trials} "
         f"trials, up to {plan.proposals} proposal(s) → {folder.path}"
     )
-    evaluator = RunnerEvaluator(
-        model=config.model,
-        run_dir=folder.run_dir,
-        base_url=config.base_url,
-        sandbox_backend=config.sandbox_backend,
-        parallel=config.parallel,
-        executor=executor,
-    )
-    reflection = make_model(config.reflection_model, base_url=config.base_url)
-    judge = (
-        make_judge(
-            make_model(config.judge_model, base_url=config.judge_base_url),
-            evaluator.task,
-            samples=config.judge_samples,
-            run_dir=folder.run_dir,
-        )
-        if config.judge_model
-        else None
-    )
+    if config.dataset_seed is not None:
+        out.print(f"generated datasets drawn with seed {config.dataset_seed} (--fresh)", highlight=False)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -259,7 +260,7 @@ def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
             bar.update(bar_id, completed=event.trials_used, best=best)
 
         try:
-            summary = run_evolution(folder, evaluator, reflection, judge=judge, on_event=on_event)
+            summary = resume_evolution(folder, executor=executor, on_event=on_event)
         except KeyboardInterrupt:
             bar.stop()
             err.print(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cellprompt.cli.console import err, out
+from cellprompt.cli.console import err, money, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
 from cellprompt.grading.stats import GroupStats, RunStats
@@ -20,7 +20,7 @@ def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: b
         (["run"] if several else [])
         + ["prompt", "model"]
         + (["task"] if with_task else [])
-        + ["trials", "pass", "score (95% CI)", "judge ± sd", "cost $", "tokens", "time s"]
+        + ["trials", "pass", "score (95% CI)", "judge ± sd", "cost", "tokens", "time s"]
     )
     for col in cols:
         is_id = col in ("run", "prompt", "model", "task")  # ids fold, never "…"
@@ -36,7 +36,7 @@ def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: b
             f"{g.pass_rate:.0%}",
             f"{g.score_mean:.3f} ({g.score_ci_low:.3f}–{g.score_ci_high:.3f})",
             judge,
-            f"{g.cost_usd:.4f}",
+            money(g.cost_usd, g.cost_unknown),
             str(g.input_tokens + g.output_tokens),
             f"{g.wall_s_mean:.1f}",
         )

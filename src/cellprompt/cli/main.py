@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import typer
 
-from cellprompt import __version__
 from cellprompt.cli import (
     configure_cmd,
     datasets_cmd,
@@ -22,8 +22,10 @@ from cellprompt.cli import (
     tasks_new_cmd,
 )
 from cellprompt.cli.console import err
+from cellprompt.cli.help_text import polish
 from cellprompt.cli.usage import parser_exception_types, show_usage_error
 from cellprompt.errors import CellpromptError
+from cellprompt.version import __version__
 
 app = typer.Typer(
     name="cellprompt",
@@ -67,11 +69,18 @@ for module in (demo_cmd, configure_cmd, datasets_cmd, tasks_cmd, tasks_new_cmd, 
     module.register(app)
 
 
+def command() -> Any:
+    """The click command tree `main` runs: the typer app, each command with its examples."""
+    root = typer.main.get_command(app)
+    polish(root)
+    return root
+
+
 def main() -> None:
     """Run the CLI; a `CellpromptError` or a parser (usage) error is printed as a short message,
     never as a traceback."""
     try:
-        code = app(standalone_mode=False)  # an Exit inside a command comes back as its code
+        code = command()(standalone_mode=False)  # an Exit inside a command comes back as its code
         if isinstance(code, int) and code:
             sys.exit(code)
     except CellpromptError as exc:

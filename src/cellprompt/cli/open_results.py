@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cellprompt.cli.console import err, out
+from cellprompt.cli.console import err, money, out
 from cellprompt.grading.judge import DISAGREEMENT_POINTS
 from cellprompt.runs.store import RunStore
 
@@ -13,8 +13,11 @@ from cellprompt.runs.store import RunStore
 def judge_table(store: RunStore) -> Table:
     """Prompts ranked by judge grade, with the CI over replicates and the judge's own spread."""
     from cellprompt.export.judge_ranking import judge_ranking
+    from cellprompt.runs.store import stats_for_stores
 
     rows = judge_ranking([(store.run_id, store.trials(), store.evaluations())])
+    unpriced = {(g.prompt_id, g.model) for g in stats_for_stores([store]).by_prompt_model
+                if g.cost_unknown}
     table = Table(title=f"run {store.run_id}: judge ranking")
     for col in ("#", "prompt", "model", "judged", "grade (95% CI)", "judge sd", "flag", "cost"):
         table.add_column(col, justify="left" if col in ("prompt", "model", "flag") else "right",
@@ -23,8 +26,15 @@ def judge_table(store: RunStore) -> Table:
         flag = f"judge disagrees on {r.disagreements}" if r.disagreements else ""
         table.add_row(str(r.rank), r.prompt_id, r.model, f"{r.judged}/{r.trials}",
                       f"{r.grade_mean:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f})",
-                      f"{r.sample_sd or 0:.1f}", flag, f"${r.cost_usd:.4f}")
+                      f"{r.sample_sd or 0:.1f}", flag,
+                      money(r.cost_usd, (r.prompt_id, r.model) in unpriced))
     return table
+
+
+def judge_unpriced(store: RunStore, judge_model: str) -> bool:
+    """Whether the judge's calls had no price (its cost then reads "unknown", not $0)."""
+    return any(e.usage.cost_unknown for e in store.evaluations().values()
+               if e.judge_model == judge_model)
 
 
 def finish_open_run(store: RunStore, judge: dict | None) -> None:
@@ -44,7 +54,8 @@ def finish_open_run(store: RunStore, judge: dict | None) -> None:
                 progress=lambda done, total: bar.update(bar_id, completed=done, total=total),
                 warn=None)  # the same-family warning was given before the trials ran
         out.print(f"judged {summary.judged} with {judge['model']} ({judge.get('samples')} sample(s) "
-                  f"each), failed {summary.failed}; judge cost ${summary.cost_usd:.4f}", highlight=False)
+                  f"each), failed {summary.failed}; judge cost "
+                  f"{money(summary.cost_usd, judge_unpriced(store, judge['model']))}", highlight=False)
         if summary.failed:
             err.print(f"[yellow]{summary.failed} judgement(s) failed[/]: reasons in evaluations.jsonl; "
                       f"retry with: cellprompt evaluate {store.run_id} --judge-model {judge['model']}")

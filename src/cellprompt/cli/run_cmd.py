@@ -14,13 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_prompts
-from cellprompt.cli.console import ask, err, out
+from cellprompt.cli.console import ask, err, money, out
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
 from cellprompt.records.run import Limits, TrialRecord
-from cellprompt.runs.executors import Executor, make_executor
+from cellprompt.runs.executors import Executor, make_executor, remember_executor, resolve_executor
 from cellprompt.runs.experiment import DEFAULT_FILE, Experiment, load_experiment
 from cellprompt.runs.plan import load_prompts
+from cellprompt.runs.preflight import ModelTarget, check_models, judge_target, preflight
 from cellprompt.runs.runner import RunProgress, create_run, load_specs, plan_trials, run
 from cellprompt.runs.store import RunStore
 
@@ -28,7 +29,7 @@ from cellprompt.runs.store import RunStore
 def progress_bar(measure: str = "pass") -> Progress:
     """`measure`: "pass" (graded tasks) or "reported" (open analyses, judged afterwards)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn(measure + " {task.fields[pass_rate]:.0%}  ${task.fields[cost]:.4f}"),
+                    TextColumn(measure + " {task.fields[pass_rate]:.0%}  {task.fields[cost]}"),
                     TimeElapsedColumn(), console=err, transient=False)
 
 
@@ -42,13 +43,16 @@ def execute_run(store: RunStore, specs: list, parallel: int, executor: Executor 
     with progress_bar("reported" if is_open else "pass") as bar:
         done_before = {r.trial_id for r in store.trials() if not (retry_errors and r.status == "error")}
         already = sum(1 for s in specs if s.trial_id in done_before)
-        bar_id = bar.add_task(store.run_id, total=len(specs), completed=already, pass_rate=0.0, cost=0.0)
+        bar_id = bar.add_task(store.run_id, total=len(specs), completed=already, pass_rate=0.0,
+                              cost=money(0.0))
 
         def on_trial(record: TrialRecord, progress: RunProgress) -> None:
             rate = progress.pass_rate
             if is_open:  # no pass/fail before the judge: the share of trials that wrote a report
                 rate = sum(1 for r in progress.records if r.report) / max(1, len(progress.records))
-            bar.update(bar_id, completed=progress.done, pass_rate=rate, cost=progress.cost_usd)
+            unknown = any(r.usage.cost_unknown for r in progress.records)
+            bar.update(bar_id, completed=progress.done, pass_rate=rate,
+                       cost=money(progress.cost_usd, unknown))
 
         try:
             return run(specs, store, parallel=parallel, executor=executor, on_trial=on_trial,
@@ -67,14 +71,13 @@ def summary_table(store: RunStore) -> Table:
     from cellprompt.runs.store import stats_for_stores
 
     stats = stats_for_stores([store])
-    unpriced = {(r.spec.prompt_id, r.spec.model) for r in store.trials() if r.usage.cost_unknown}
     table = Table(title=f"run {store.run_id}")
     for col in ("prompt", "model", "trials", "pass rate", "mean score (95% CI)", "mean cost", "mean time"):
         is_id = col in ("prompt", "model")
         table.add_column(col, justify="left" if is_id else "right", overflow="fold",
                          no_wrap=not is_id)
     for g in stats.by_prompt_model:
-        cost = "unknown" if (g.prompt_id, g.model) in unpriced else f"${g.cost_usd / g.trials:.4f}"
+        cost = money(g.cost_usd / g.trials, g.cost_unknown)
         table.add_row(g.prompt_id, g.model, str(g.trials), f"{g.pass_rate:.0%}",
                       f"{g.score_mean:.2f} ({g.score_ci_low:.2f}–{g.score_ci_high:.2f})",
                       cost, f"{g.wall_s_mean:.1f} s")
@@ -154,17 +157,8 @@ def register(app: typer.Typer) -> None:
         """Run prompts × tasks (or datasets) × models × replicates, each trial in a fresh sandbox.
 
         With --dataset (or no task on a terminal): an open analysis, ended by a report, judged 0-100.
+        Before the first trial every model, the judge, each task and its dataset are checked.
         Exit code: 0 every trial ran, 1 trials ended in errors, 2 a usage mistake.
-
-        Examples:
-
-          cellprompt run --task all --model reference   # offline, prompt baseline
-
-          cellprompt run -p prompts/ -t pbmc68k-qc-mito -m openai:gpt-4o -n 3 -j 2
-
-          cellprompt run -c cellprompt.yaml -n 1   # flags override the file
-
-          cellprompt run --resume outputs/RUN --retry-errors
         """
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
@@ -196,19 +190,26 @@ def register(app: typer.Typer) -> None:
                 judge_samples = judge_samples or exp.judge.samples
                 judge_base_url = judge_base_url or exp.judge.base_url
         replicates, parallel, judge_samples = replicates or 1, parallel or 1, judge_samples or 3
-        executor = make_executor(executor_name or settings.executor, parallel=parallel,
-                                 address=ray_address or settings.ray_address)
         if retry_errors and not resume:
             raise UsageError("--retry-errors goes with --resume RUN: pass the run id or folder to retry")
         if resume:
             store = RunStore.open(resume, outputs)
+            executor_name, ray_address = resolve_executor(  # the run's own, unless overridden
+                executor_name, ray_address, store.manifest().config.get("executor"))
+            executor = make_executor(executor_name, parallel=parallel, address=ray_address)
             specs = load_specs(store)
             connection = {k: v for k, v in (("base_url", base_url), ("sandbox_backend", sandbox)) if v}
+            judge_cfg = store.manifest().config.get("judge")
             if connection:  # where trials run, not what they are: their ids stay the same
                 specs = [s.model_copy(update=connection) for s in specs]
+            done = {r.trial_id for r in store.trials() if not (retry_errors and r.status == "error")}
+            todo = [s for s in specs if s.trial_id not in done]
+            preflight(todo, judge=judge_cfg if todo else None)  # before specs.json changes
+            if connection:
                 store.write_json("specs.json", [s.model_dump(mode="json") for s in specs])
-            judge_cfg = store.manifest().config.get("judge")
         else:
+            executor_name, ray_address = resolve_executor(executor_name, ray_address)
+            executor = make_executor(executor_name, parallel=parallel, address=ray_address)
             if task and dataset:
                 raise UsageError("pass --task (a task run) or --dataset (an open analysis), not both")
             is_open = bool(dataset) or not task
@@ -238,8 +239,9 @@ def register(app: typer.Typer) -> None:
                 if model_urls:
                     raise UsageError("a base_url per model is for task runs; for an open analysis "
                                      "give one server with --base-url")
-                judge_cfg = None if no_judge else choose_judge(judge_model, models, judge_samples,
-                                                               judge_base_url)
+                judge_cfg = None if no_judge else choose_judge(
+                    judge_model, models, judge_samples, judge_base_url, dict.fromkeys(models, agent_url))
+                check_models([ModelTarget(m, agent_url) for m in models] + judge_target(judge_cfg))
                 store, specs = create_open_run(
                     outputs, prompts=prompts, datasets=datasets, models=models, objective=objective,
                     replicates=replicates, limits=limits, sandbox_backend=backend, base_url=agent_url,
@@ -255,13 +257,17 @@ def register(app: typer.Typer) -> None:
                     specs = [s.model_copy(update={"dataset_seed": seed}) if s.dataset_seed is not None
                              else s for s in specs]
                 if any(s.task_kind == "open" for s in specs) and not no_judge:  # open task files
-                    judge_cfg = choose_judge(judge_model, models, judge_samples, judge_base_url)
+                    judge_cfg = choose_judge(judge_model, models, judge_samples, judge_base_url,
+                                             {s.model: s.base_url for s in specs})
+                source = f"the model's base_url in {config_file or DEFAULT_FILE}"
+                preflight(specs, judge=judge_cfg, url_sources=dict.fromkeys(model_urls, source))
                 config = {"prompts": list(prompts), "tasks": tasks, "models": models,
                           "replicates": replicates, "limits": limits.model_dump(), "parallel": parallel,
                           "judge": judge_cfg, "fresh": fresh, "model_base_urls": model_urls,
                           "dataset_seed": next((s.dataset_seed for s in specs
                                                 if s.dataset_seed is not None), None)}
                 store = create_run(outputs, specs, command=command, config=config)
+        remember_executor(store, executor_name, ray_address)
         out.print(f"run [bold]{store.run_id}[/]: {len(specs)} trial(s) → {store.path}")
         execute_run(store, specs, parallel, executor, retry_errors=retry_errors)
         if any(s.task_kind == "open" for s in specs):
@@ -284,9 +290,10 @@ def find_experiment(path: Path | None) -> Experiment | None:
 
 
 def choose_judge(explicit: str | None, models: list[str], samples: int,
-                 base_url: str | None) -> dict | None:
+                 base_url: str | None, agent_urls: dict[str, str | None] | None = None) -> dict | None:
     """The judge of an open run, checked before any trial runs: another family than the agents by
-    default; a warning when it shares one; none (with the fix) when the default has no API key."""
+    default; a warning when it is an agent model or of its family (by name and server, not by the
+    protocol a local server speaks); none (with the fix) when the default has no API key."""
     from cellprompt.errors import MissingAPIKeyError
     from cellprompt.grading.judge import default_judge, provider_family, same_family
     from cellprompt.llm import make_model
@@ -300,9 +307,10 @@ def choose_judge(explicit: str | None, models: list[str], samples: int,
         err.print(f"[yellow]warning:[/] the default judge {spec} cannot be used ({exc}); trials will "
                   "not be judged: pass --judge-model, or run `cellprompt evaluate RUN` later")
         return None
-    shared = same_family(spec, models)
+    shared = same_family(spec, models, judge_url=base_url, agent_urls=agent_urls)
     if shared:
-        err.print(f"[yellow]warning:[/] judge {spec} is from the same family "
-                  f"({provider_family(spec)}) as agent model(s) {', '.join(shared)}: it may favour "
-                  "them; pass --judge-model from another family")
+        family = provider_family(spec, base_url)
+        kind = f"is from the same family ({family}) as" if family else "is the same model as"
+        err.print(f"[yellow]warning:[/] judge {spec} {kind} agent model(s) {', '.join(shared)}: it may "
+                  "favour them; pass --judge-model from another family")
     return {"model": spec, "samples": samples, "base_url": base_url}

@@ -10,7 +10,7 @@ from statistics import fmean
 from cellprompt.errors import EvolveError
 from cellprompt.evolve.budget import preflight
 from cellprompt.evolve.context import EvolveContext, EvolveEvent, StrategyOutcome
-from cellprompt.evolve.evaluator import Evaluator, Judge, RecordingChatModel, TrialBank
+from cellprompt.evolve.evaluator import Evaluator, Judge, TrialBank, recording
 from cellprompt.evolve.folder import EvolutionFolder, text_id
 from cellprompt.evolve.reflection import Reflector
 from cellprompt.evolve.schema import CostSummary, EvolveConfig, EvolveSummary, SplitComparison, TestComparison
@@ -80,7 +80,7 @@ def run_evolution(
     config = folder.config()
     plan = preflight(config)
     bank = TrialBank(evaluator, folder, judge=judge, judge_weight=config.judge_weight)
-    recorder = RecordingChatModel(reflection_model, folder)
+    recorder = recording(reflection_model, folder)
     ctx_ref: list[EvolveContext] = []
     reflector = Reflector(
         recorder,
@@ -137,27 +137,8 @@ def compare_on_test(ctx: EvolveContext, outcome: StrategyOutcome) -> TestCompari
     )
 
 
-def lineage(folder: EvolutionFolder, best_id: str) -> dict:
-    """Every candidate with its parents and best validation score, and the path from the seed to the best."""
-    nodes: dict[str, dict] = {}
-    for rec in folder.candidates():
-        node = nodes.setdefault(
-            rec.candidate_id, {"parents": [], "origin": rec.origin, "val": None, "verdicts": []}
-        )
-        node["parents"] = node["parents"] or rec.parents
-        node["verdicts"].append(rec.verdict)
-        if rec.split == "val" and rec.mean_score is not None:
-            node["val"] = rec.mean_score if node["val"] is None else max(node["val"], rec.mean_score)
-    path, cur, seen = [], best_id, set()
-    while cur and cur not in seen:
-        seen.add(cur)
-        path.append(cur)
-        cur = (nodes.get(cur, {}).get("parents") or [None])[0]
-    return {"best": best_id, "path_from_seed": list(reversed(path)), "candidates": nodes}
-
-
 def _finish(ctx: EvolveContext, outcome: StrategyOutcome, test: TestComparison | None) -> EvolveSummary:
-    from cellprompt.evolve.report import plot_progress
+    from cellprompt.evolve.report import lineage, plot_progress
 
     folder, cfg = ctx.folder, ctx.config
     agent, judge = ctx.bank.stored_usage()
@@ -174,7 +155,7 @@ def _finish(ctx: EvolveContext, outcome: StrategyOutcome, test: TestComparison |
         cost=CostSummary(
             trials=len(folder.trials()),
             agent=agent,
-            reflection=ctx.reflection_model.stored_usage(),
+            reflection=ctx.reflection_model.recorded_usage(),
             judge=judge,
         ),
         test=test,

@@ -7,16 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cellprompt.evolve.budget import BudgetPlan
-from cellprompt.evolve.evaluator import Measured, RecordingChatModel, TrialBank
-from cellprompt.evolve.evidence import fitness, render_trial
+from cellprompt.evolve.evaluator import Measured, TrialBank
+from cellprompt.evolve.evidence import evidence_texts
 from cellprompt.evolve.folder import EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
 from cellprompt.evolve.reflection import Proposal, Reflector
 from cellprompt.evolve.schema import CandidateRecord, EvolveConfig, Origin, Split, Verdict
 from cellprompt.evolve.stats import NoiseModel, mean_of_task_means
 from cellprompt.llm.base import Usage
-
-EVIDENCE_TRIALS = 6  # the worst trials shown to the reflection model, plus the best one for contrast
+from cellprompt.llm.cache import CachedModel
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class EvolveContext:
     config: EvolveConfig
     folder: EvolutionFolder
     bank: TrialBank
-    reflection_model: RecordingChatModel
+    reflection_model: CachedModel  # replies recorded in the folder (`evaluator.recording`)
     reflector: Reflector
     plan: BudgetPlan
     on_event: Callable[[EvolveEvent], None] | None = None
@@ -71,7 +70,7 @@ class EvolveContext:
 
     def spent_usd(self) -> float:
         agent, judge = self.bank.stored_usage()
-        return agent.cost_usd + judge.cost_usd + self.reflection_model.stored_usage().cost_usd
+        return agent.cost_usd + judge.cost_usd + self.reflection_model.recorded_usage().cost_usd
 
     def can_afford(self, trials: int) -> bool:
         if self.bank.trials_used + trials > self.plan.search:
@@ -179,17 +178,8 @@ class EvolveContext:
             )
 
     def evidence(self, measured: Measured) -> list[str]:
-        """The worst trials first (they say what to fix), and the best one (what already works)."""
-        scored = sorted(
-            measured.trials, key=lambda b: fitness(b.record, b.evaluation, self.bank.judge_weight)
-        )
-        chosen = scored[:EVIDENCE_TRIALS]
-        if scored and scored[-1] not in chosen:
-            chosen.append(scored[-1])
-        return [
-            render_trial(b.record, b.evaluation, fitness(b.record, b.evaluation, self.bank.judge_weight))
-            for b in chosen
-        ]
+        """What the reflection model reads about a candidate's trials (`evidence.evidence_texts`)."""
+        return evidence_texts([(b.record, b.evaluation) for b in measured.trials], self.bank.judge_weight)
 
 
 def describe_change(old: str, new: str, limit: int = 400) -> str:

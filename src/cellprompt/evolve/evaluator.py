@@ -2,25 +2,27 @@
 
 Strategies see only an `Evaluator` (prompt × tasks × replicates -> trial
 records) and a reflection `ChatModel`. The runner-backed evaluator runs real
-agents; the simulation benchmark and the tests plug in simulated ones. Both are
-wrapped here so that every trial and every reflection reply is written to the
-evolution folder the moment it exists: a resumed evolution replays its path
-from these files and spends nothing twice.
+agents; the simulation benchmark and the tests plug in simulated ones. Every
+trial lands in one place, the evolution's run store (`run/`, with the judge's
+evaluations beside it), and every reflection reply in the response cache of the
+evolution folder, the moment it exists: a resumed evolution replays its path
+from these and spends nothing twice.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from cellprompt.errors import EvolveError
 from cellprompt.evolve.evidence import fitness, scorable
-from cellprompt.evolve.folder import BankedTrial, CachedReply, EvolutionFolder, text_id
+from cellprompt.evolve.folder import BankedTrial, EvolutionFolder, text_id
 from cellprompt.evolve.leaks import Fact
-from cellprompt.llm.base import ChatModel, ChatReply, Message, ToolSpec, Usage
+from cellprompt.llm.base import ChatModel, Usage
+from cellprompt.llm.cache import CachedModel
 from cellprompt.records.run import Evaluation, TrialRecord
+from cellprompt.runs.store import RunStore
 
 Judge = Callable[[TrialRecord], Evaluation]
 ERROR_RETRIES = 2  # per trial and session: an outage is retried, a broken setup does not loop forever
@@ -28,7 +30,15 @@ ERROR_RETRIES = 2  # per trial and session: an outage is retried, a broken setup
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """Runs a prompt on tasks; the only door from a strategy to agents."""
+    """Runs a prompt on tasks; the only door from a strategy to agents.
+
+    `store`: the run store the evaluator appends each trial to itself as it ends
+    (the runner does: it must be the evolution's `run/`), or None when the trial
+    bank is to write the records it returns (simulations).
+    """
+
+    @property
+    def store(self) -> RunStore | None: ...
 
     def evaluate(
         self, prompt: str, task_refs: list[str], replicates: int, *, first_replicate: int = 0
@@ -75,6 +85,11 @@ class TrialBank:
     ) -> None:
         self.evaluator = evaluator
         self.folder = folder
+        self.store = folder.run_store()
+        if evaluator.store is not None and evaluator.store.path.resolve() != self.store.path.resolve():
+            raise EvolveError(f"the evaluator writes to {evaluator.store.path}, not to the evolution's "
+                              f"run folder {self.store.path}: pass folder.run_store()")
+        self._writes = evaluator.store is None  # the runner appends its own records
         self.judge = judge
         self.judge_weight = judge_weight if judge is not None else 0.0
         self._bank: dict[tuple[str, str, int], BankedTrial] = {
@@ -144,12 +159,8 @@ class TrialBank:
             for key, record in zip(keys, records, strict=True):
                 if key in self._bank:
                     continue
-                evaluation = self.judge(record) if self.judge is not None else None
-                banked = BankedTrial(
-                    prompt_id=pid, task_ref=key[1], replicate=key[2], record=record, evaluation=evaluation
-                )
-                self.folder.append_trial(banked)
-                self._bank[key] = banked
+                judged = self.judge(record) if self.judge is not None and record.status != "error" else None
+                self._bank[key] = self._keep(key, record, judged)
         for key in wanted:  # an outage (now or before a resume) is retried, a bounded number of times
             while self._bank[key].record.status == "error" and self._retried.get(key, 0) < ERROR_RETRIES:
                 self._retried[key] = self._retried.get(key, 0) + 1
@@ -178,10 +189,17 @@ class TrialBank:
         """One more try of an errored trial; its record replaces the banked one whatever it says."""
         (record,) = self.evaluator.evaluate(prompt, [key[1]], 1, first_replicate=key[2])
         evaluation = self.judge(record) if self.judge is not None and record.status != "error" else None
-        again = BankedTrial(prompt_id=key[0], task_ref=key[1], replicate=key[2], record=record,
-                            evaluation=evaluation)
-        self.folder.append_trial(again)  # the later line wins when the folder is read back
-        self._bank[key] = again
+        self._bank[key] = self._keep(key, record, evaluation)  # the later line wins when read back
+
+    def _keep(self, key: tuple[str, str, int], record: TrialRecord,
+              evaluation: Evaluation | None) -> BankedTrial:
+        """Into the run store: the record (unless the evaluator wrote it) and the judge's verdict."""
+        if self._writes:
+            self.store.append_trial(record)
+        if evaluation is not None:
+            self.store.append_evaluation(evaluation)
+        return BankedTrial(prompt_id=key[0], task_ref=key[1], replicate=key[2], record=record,
+                           evaluation=evaluation)
 
     def _rejudge(self, banked: BankedTrial) -> bool:
         key = (banked.prompt_id, banked.task_ref, banked.replicate)
@@ -191,57 +209,13 @@ class TrialBank:
         if banked.record.status == "error":
             return False
         self._rejudged.add(key)
-        again = banked.model_copy(update={"evaluation": self.judge(banked.record)})
-        self.folder.append_trial(again)  # the later line wins when the folder is read back
-        self._bank[key] = again
+        evaluation = self.judge(banked.record)
+        self.store.append_evaluation(evaluation)  # the later line wins when the store is read back
+        self._bank[key] = banked.model_copy(update={"evaluation": evaluation})
         return True
 
 
-class RecordingChatModel:
-    """A reflection model whose replies are kept on disk, so a replayed request costs nothing."""
+def recording(model: ChatModel, folder: EvolutionFolder) -> CachedModel:
+    """The reflection model with every reply kept in the folder and served as recorded on a replay."""
+    return CachedModel(model, folder.reflections_dir, as_recorded=True)
 
-    def __init__(self, inner: ChatModel, folder: EvolutionFolder) -> None:
-        self.inner = inner
-        self.folder = folder
-        self.spec = inner.spec
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
-        self.supports_images = inner.supports_images
-        self._cache = {c.key: c.reply for c in folder.replies()}
-
-    def stored_usage(self) -> Usage:
-        total = Usage()
-        for reply in self._cache.values():
-            total = total + reply.usage
-        return total
-
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        response_schema: dict[str, Any] | None = None,
-    ) -> ChatReply:
-        payload = {
-            "model": self.spec,
-            "messages": [m.model_dump(mode="json") for m in messages],
-            "tools": [t.model_dump(mode="json") for t in tools or []],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "schema": response_schema,
-        }
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        if key in self._cache:
-            return self._cache[key]
-        reply = self.inner.complete(
-            messages,
-            tools=tools,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            response_schema=response_schema,
-        )
-        self.folder.append_reply(CachedReply(key=key, reply=reply))
-        self._cache[key] = reply
-        return reply

@@ -20,6 +20,7 @@ CODE_CHARS = 1500  # per cell: the head and tail of long cells
 OUTPUT_TAIL = 600
 ERROR_LINES = 12
 MAX_CELLS = 6  # the last cells; early exploration says little about what failed
+EVIDENCE_TRIALS = 6  # the worst trials shown to the reflection model, plus the best one for contrast
 OBJECTIVE_CHARS = 1500
 
 # built-in graders whose messages quote the truth ("188 vs 190", "'D' is not C", "missing CD79A"):
@@ -204,3 +205,13 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
     else:
         lines.append("No answer was submitted.")
     return "\n".join(lines)
+
+
+def evidence_texts(trials: list[tuple[TrialRecord, Evaluation | None]], judge_weight: float) -> list[str]:
+    """The evidence of a set of trials: the worst first (they say what to fix), then the best
+    one (what already works), each rendered by `render_trial`."""
+    ranked = sorted(((r, e, fitness(r, e, judge_weight)) for r, e in trials), key=lambda t: t[2])
+    chosen = ranked[:EVIDENCE_TRIALS]
+    if ranked and ranked[-1] not in chosen:
+        chosen.append(ranked[-1])
+    return [render_trial(r, e, score) for r, e, score in chosen]

@@ -3,12 +3,16 @@
 ```
 evolve.json           EvolveConfig (what `--resume ID` restarts from)
 evolution.jsonl       one CandidateRecord per step
-trials.jsonl          every trial used, keyed by (prompt hash, task ref, replicate), with its judge verdict
-reflections.jsonl     every reflection-model reply, keyed by a hash of the request
-run/                  the runner's own run folder (runner-backed evaluator): notebooks and reports work on it
+run/                  the one store of the evolution's trials: an ordinary run folder (trials.jsonl,
+                      evaluations.jsonl with the judge's verdicts, artifacts/), so notebooks, reports
+                      and `cellprompt evaluate` work on it like on any run
+reflections/          every reflection-model reply, in the response cache (`llm/cache.py`)
 gepa/                 the gepa library's run_dir (its own resume state)
 best_prompt.txt, test_comparison.json, lineage.json, summary.json, progress.png   written at the end
 ```
+
+A trial is found again by the key a strategy asks for it by: (hash of its prompt,
+task ref, replicate), all read off the trial's own spec.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from cellprompt.errors import EvolveError
-from cellprompt.evolve.schema import EVOLVE_SCHEMA_VERSION, CandidateRecord, EvolveConfig
+from cellprompt.evolve.schema import CandidateRecord, EvolveConfig
 from cellprompt.jsonl import append_line, read_lines
-from cellprompt.llm.base import ChatReply
+from cellprompt.llm.cache import CacheEntry, stored_entries
 from cellprompt.records.run import Evaluation, TrialRecord
 from cellprompt.records.versioned import one_line
+from cellprompt.runs.plan import task_ref_of
+from cellprompt.runs.store import RunStore
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,20 +48,13 @@ def new_evolution_id() -> str:
 
 
 class BankedTrial(BaseModel):
-    """One `trials.jsonl` line: a trial under the key the strategy asked for it by."""
+    """A trial of the run store under the key the strategy asked for it by, with its judge verdict."""
 
-    schema_version: int = EVOLVE_SCHEMA_VERSION
     prompt_id: str
     task_ref: str
     replicate: int
     record: TrialRecord
     evaluation: Evaluation | None = None
-
-
-class CachedReply(BaseModel):
-    schema_version: int = EVOLVE_SCHEMA_VERSION
-    key: str
-    reply: ChatReply
 
 
 class Progress(BaseModel):
@@ -101,12 +100,8 @@ class EvolutionFolder:
         return self.path / "evolution.jsonl"
 
     @property
-    def trials_path(self) -> Path:
-        return self.path / "trials.jsonl"
-
-    @property
-    def reflections_path(self) -> Path:
-        return self.path / "reflections.jsonl"
+    def reflections_dir(self) -> Path:
+        return self.path / "reflections"
 
     @property
     def run_dir(self) -> Path:
@@ -128,17 +123,35 @@ class EvolutionFolder:
     def candidates(self) -> list[CandidateRecord]:
         return list(read_lines(self.candidates_path, CandidateRecord, EvolveError))
 
-    def append_trial(self, banked: BankedTrial) -> None:
-        append_line(self.trials_path, banked)
+    def run_store(self) -> RunStore:
+        """The run folder `run/` holding every trial of the evolution, created on first use."""
+        if (self.run_dir / "run.json").exists():
+            return RunStore.open(self.run_dir)
+        from cellprompt.runs.runner import create_run
+
+        cfg = self.config()
+        return create_run(self.path, [], command="cellprompt evolve", run_id=self.run_dir.name,
+                          config={"evolve": cfg.evolution_id, "model": cfg.model})
 
     def trials(self) -> list[BankedTrial]:
-        return list(read_lines(self.trials_path, BankedTrial, EvolveError))
+        """Every trial in the run store (the last record of a retried one), with its evaluation."""
+        if not (self.run_dir / "run.json").exists():
+            return []
+        cfg = self.config()
+        refs = [*cfg.train_tasks, *cfg.val_tasks, *cfg.test_tasks]
+        asked = {task_ref_of(r): r for r in refs}  # a task file is stored under its absolute path
+        store = RunStore.open(self.run_dir)
+        evaluations = store.evaluations()
+        return [
+            BankedTrial(prompt_id=text_id(r.spec.prompt), replicate=r.spec.replicate, record=r,
+                        task_ref=asked.get(r.spec.task_ref, r.spec.task_ref),
+                        evaluation=evaluations.get(r.trial_id))
+            for r in store.trials()
+        ]
 
-    def append_reply(self, cached: CachedReply) -> None:
-        append_line(self.reflections_path, cached)
-
-    def replies(self) -> list[CachedReply]:
-        return list(read_lines(self.reflections_path, CachedReply, EvolveError))
+    def replies(self) -> list[CacheEntry]:
+        """Every reflection-model reply recorded for this evolution."""
+        return stored_entries(self.reflections_dir)
 
     def progress(self) -> list[Progress]:
         """Best validation score against trials used, one point per step that changed either."""

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 from cellprompt.errors import EvolveError
 from cellprompt.evolve.budget import CONFIRM_TOP
 from cellprompt.evolve.checks import text_key, word_count
-from cellprompt.evolve.context import EVIDENCE_TRIALS, EvolveContext, StrategyOutcome
-from cellprompt.evolve.evidence import fitness, render_trial
+from cellprompt.evolve.context import EvolveContext, StrategyOutcome
+from cellprompt.evolve.evidence import EVIDENCE_TRIALS, fitness, render_trial
 from cellprompt.evolve.folder import BankedTrial, text_id
 from cellprompt.evolve.schema import Origin, Split
 from cellprompt.evolve.sections import join_sections, split_sections

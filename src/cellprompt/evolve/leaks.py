@@ -3,9 +3,10 @@
 A prompt that says "this dataset has 700 cells and its cell types are in
 obs['bulk_labels']" or "the answer is C" scores well on exactly those tasks and
 teaches nothing. Facts are gathered from every train, validation and test task
-(the truth a grader holds; for open analyses the dataset's name, shape,
-dataset-specific columns and category sets) and a candidate that carries one is
-refused with the reason, before it costs a trial.
+(its id; the truth a grader's config holds and the withheld truth of its sealed
+copy — recomputed values, withheld labels, marker lists; for open analyses the
+dataset's name, shape, dataset-specific columns and category sets) and a
+candidate that carries one is refused with the reason, before it costs a trial.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ GENERIC_COLUMNS = {
 }
 GENERIC_CATEGORIES = {"phase", "sex", "organism", "assay"}  # G1/S/G2M are not a dataset's own labels
 MIN_SET_HITS = 3  # naming one cell type is general knowledge; listing a dataset's set is a leak
+MAX_TRUTH_SCALARS = 500  # a withheld matrix (embeddings, graphs) holds no phrase a prompt would copy
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,34 @@ def _number_facts(numbers: Iterable[float], what: str) -> list[Fact]:
         else:
             out.append(Fact((f"{x:.3g}", f"{x:.2f}".rstrip("0").rstrip(".")), what, min_hits=1))
     return out
+
+
+def _value_facts(value: Any, what: str) -> list[Fact]:
+    """Numbers and strings in a withheld value: a set of strings (marker lists, labels) counts as
+    one fact of which naming `MIN_SET_HITS` members is a leak."""
+    scalars = list(_scalars(value))
+    strings = list(dict.fromkeys(str(s) for s in scalars if isinstance(s, str) and len(s.strip()) >= 3))
+    facts = [Fact(tuple(strings), what, MIN_SET_HITS)] if len(strings) >= MIN_SET_HITS else [
+        Fact((s,), what) for s in strings]
+    return facts + _number_facts(scalars, what)
+
+
+def truth_facts(truth: dict[str, Any], task_id: str) -> list[Fact]:
+    """What the withheld truth of a sealed copy (`truth.json`: recipe results, withheld columns and
+    entries) says: per-cell and per-gene columns give their label sets, the rest every value."""
+    facts: list[Fact] = []
+    for section, part in truth.items():
+        if not isinstance(part, dict):
+            continue
+        for key, value in part.items():
+            what = f"the withheld {key} of task {task_id}"
+            if section in ("obs", "var") and isinstance(value, dict):
+                labels = sorted({v for v in value.values() if isinstance(v, str) and len(v.strip()) >= 2})
+                if len(labels) >= MIN_SET_HITS:
+                    facts.append(Fact(tuple(labels), what, MIN_SET_HITS))
+            elif section not in ("obsm", "varm", "obsp") and len(list(_scalars(value))) <= MAX_TRUTH_SCALARS:
+                facts += _value_facts(value, what)
+    return facts
 
 
 def grader_facts(graders: list[dict[str, Any]]) -> list[Fact]:

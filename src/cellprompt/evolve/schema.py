@@ -51,6 +51,9 @@ class EvolveConfig(Versioned):
     max_cost_usd: float | None = None
     reflection_max_tokens: int = Field(default=16000, ge=256)
     seed: int = 0
+    # `evolve --fresh`: generated datasets (gen:…) drawn with this seed, one draw per evolution, kept
+    # here (and in every trial's spec) so the evolution can be reproduced; None: the tasks' own data
+    dataset_seed: int | None = None
     base_url: str | None = None
     sandbox_backend: str = "auto"
     parallel: int = Field(default=1, ge=1)
@@ -108,6 +111,12 @@ class TestComparison(Versioned):
     best: SplitComparison
     delta: float | None  # best - seed
     delta_se: float | None  # paired standard error of that difference
+
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95% interval of best − seed (normal, from the paired standard error); None without one."""
+        if self.delta is None or self.delta_se is None:
+            return None
+        return self.delta - 1.96 * self.delta_se, self.delta + 1.96 * self.delta_se
 
 
 class CostSummary(BaseModel):

@@ -9,12 +9,12 @@ replicates (the bootstrap CI of the mean trial grade) and within one trial
 from __future__ import annotations
 
 import html
-import math
 import statistics
 from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
+from cellprompt.export.cells import ci_text, fmt
 from cellprompt.grading.judge import DISAGREEMENT_POINTS
 from cellprompt.grading.stats import bootstrap_ci
 from cellprompt.records.run import Evaluation, TrialRecord
@@ -85,10 +85,6 @@ def judge_ranking(runs: list[RunData], *, seed: int = 0) -> list[JudgeRow]:
     return rows
 
 
-def _f(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def judge_section_html(rows: list[JudgeRow], several_runs: bool) -> str:
     """The judge leaderboard table and its notes (trusted HTML for the report)."""
     if not rows:
@@ -108,9 +104,10 @@ def judge_section_html(rows: list[JudgeRow], several_runs: bool) -> str:
         if r.failed:
             flags.append(f"{r.failed} judgement(s) failed")
         cells = ([str(r.rank)] + ([r.run_id] if several_runs else [])
-                 + [r.prompt_id, r.model, f"{r.judged}/{r.trials}", _f(r.grade_mean),
-                    f"[{_f(r.ci_low)}, {_f(r.ci_high)}]", _f(r.sample_sd), "; ".join(flags) or "–"]
-                 + [_f(r.criteria.get(c)) for c in criteria] + [_f(r.cost_usd, 4)])
+                 + [r.prompt_id, r.model, f"{r.judged}/{r.trials}", fmt(r.grade_mean, 1),
+                    ci_text(r.ci_low, r.ci_high, r.judged, digits=1), fmt(r.sample_sd, 1),
+                    "; ".join(flags) or "–"]
+                 + [fmt(r.criteria.get(c), 1) for c in criteria] + [fmt(r.cost_usd, 4)])
         cls = ' class="flagged"' if r.flagged else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")

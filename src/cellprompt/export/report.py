@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
+from collections import defaultdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote
 
 from cellprompt.export import plots
+from cellprompt.export.cells import MIN_N, ci_text, fmt
 from cellprompt.export.judge_ranking import judge_ranking, judge_section_html
-from cellprompt.export.notebook import image_base64
+from cellprompt.export.markup import code_css
+from cellprompt.export.paired import paired_differences, paired_section_html
+from cellprompt.export.task_grid import heat_maps_html, task_categories, task_set_warnings
+from cellprompt.export.trial_body import trial_payload
 from cellprompt.grading.stats import GroupStats, RunStats, compute_stats
-from cellprompt.records.outputs import clip, output_text
-from cellprompt.records.run import Evaluation, ExecutionRecord, TrialRecord
+from cellprompt.records.run import Evaluation, TrialRecord
 from cellprompt.runs.store import RunStore
 
-OUTPUT_LIMIT = 20_000
+GroupKey = tuple[str, str, str, str]  # run, prompt, model, task
 
 
 def _esc(value: object) -> str:
@@ -35,147 +38,82 @@ def _json_script(data: object) -> str:
     return json.dumps(data, default=str, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def _clip(text: str) -> str:
-    return clip(text, OUTPUT_LIMIT)
+def trial_anchor(trial_id: str) -> str:
+    """The fragment that opens one trial: `report.html#trial-<id>`."""
+    return "trial-" + quote(trial_id, safe="-_.")
 
 
-def _outputs(ex: ExecutionRecord, run_dir: Path) -> list[dict[str, str]]:
-    items: list[dict[str, str]] = []
-    shown = 0
-    for out in ex.outputs:
-        kind = out.get("type") or out.get("output_type")
-        if kind == "stream":
-            items.append(
-                {"k": "stream", "name": str(out.get("name", "stdout")), "text": _clip(out.get("text", ""))}
-            )
-        elif kind == "error":
-            items.append({"k": "error", "text": _clip(output_text(out))})
-        elif kind in ("display_data", "execute_result"):
-            data = out.get("data") or {}
-            image = next((m for m in ("image/png", "image/jpeg") if m in data), None)
-            b64 = image_base64(str(data[image]), run_dir) if image else None
-            if image and b64:
-                shown += 1
-                items.append({"k": "img", "src": f"data:{image};base64,{b64}"})
-            elif "text/plain" in data:
-                items.append({"k": "text", "text": _clip(str(data["text/plain"]))})
-    for rel in ex.images[shown:]:
-        b64 = image_base64(rel, run_dir)
-        if b64:
-            items.append({"k": "img", "src": f"data:image/png;base64,{b64}"})
-    return items
+def _cost(usd: float, unknown: bool) -> str:
+    """An unpriced model's calls count 0 in `usd`: say so rather than show a price."""
+    if not unknown:
+        return fmt(usd, 4)
+    return "unknown" if usd == 0 else f"≥ {fmt(usd, 4)} (part unknown)"
 
 
-def _judge(ev: Evaluation | None) -> dict[str, Any] | None:
-    if ev is None:
-        return None
-    return {
-        "ok": ev.ok,
-        "model": ev.judge_model,
-        "grade": ev.grade_mean,
-        "sd": ev.grade_sd,
-        "error": ev.error,
-        "range": ev.grade_range,
-        "disagreement": ev.disagreement,
-        "figures": ev.figures_shown,
-        "cost": ev.usage.cost_usd,
-        "samples": [s.model_dump() for s in ev.samples],
-    }
+def _trial_links(trials: list[tuple[str, TrialRecord]]) -> dict[GroupKey, list[str]]:
+    links: dict[GroupKey, list[str]] = defaultdict(list)
+    for run_id, r in sorted(trials, key=lambda t: t[1].spec.replicate):
+        key = (run_id, r.spec.prompt_id, r.spec.model, r.spec.task_id)
+        links[key].append(f'<a href="#{_esc(trial_anchor(r.trial_id))}">r{r.spec.replicate}</a>')
+    return links
 
 
-def trial_payload(run_id: str, record: TrialRecord, ev: Evaluation | None, run_dir: Path) -> dict[str, Any]:
-    """Everything a reader sees when opening one trial."""
-    return {
-        "id": record.trial_id,
-        "run": run_id,
-        "task": record.spec.task_id,
-        "prompt_id": record.spec.prompt_id,
-        "model": record.spec.model,
-        "status": record.status,
-        "limit": record.limit,
-        "error": record.error,
-        "score": record.score,
-        "passed": record.passed,
-        "cost": record.usage.cost_usd,
-        "tokens": record.usage.input_tokens + record.usage.output_tokens,
-        "wall": record.wall_s,
-        "system_prompt": record.spec.prompt,
-        "first_message": record.first_message,
-        "grades": [g.model_dump(include={"grader", "score", "passed", "reasoning"}) for g in record.grades],
-        "judge": _judge(ev),
-        "turns": [
-            {
-                "text": t.assistant_text,
-                "execs": [
-                    {
-                        "code": ex.code,
-                        "status": ex.final_status,
-                        "count": ex.execution_count,
-                        "message": ex.message,
-                        "outputs": _outputs(ex, run_dir),
-                    }
-                    for ex in t.executions
-                ],
-            }
-            for t in record.turns
-        ],
-        "answer": json.dumps(record.answer, indent=2, default=str) if record.answer is not None else None,
-        "kind": record.spec.task_kind,
-        "report": record.report,
-        "report_source": record.report_source,
-    }
+def _group_row(g: GroupStats, several_runs: bool, with_task: bool, links: dict[GroupKey, list[str]]) -> str:
+    judge = "–" if g.judge_mean is None else f"{g.judge_mean:.1f} ± {g.judge_sd or 0:.1f} (n={g.judged})"
+    cells = (
+        ([g.run_id] if several_runs else [])
+        + [g.prompt_id, g.model]
+        + ([g.task_id] if with_task else [])
+        + [
+            g.trials,
+            f"{g.pass_rate:.0%}",
+            fmt(g.score_mean, 3),
+            ci_text(g.score_ci_low, g.score_ci_high, g.trials),
+            judge,
+            _cost(g.cost_usd, g.cost_unknown),
+            g.input_tokens + g.output_tokens,
+            fmt(g.wall_s_mean, 1),
+        ]
+    )
+    row = "".join(f"<td>{_esc(c)}</td>" for c in cells)
+    if with_task:  # trusted markup: links built from escaped ids
+        row += "<td>" + " ".join(links.get((g.run_id, g.prompt_id, g.model, g.task_id or ""), [])) + "</td>"
+    return f"<tr>{row}</tr>"
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _group_table(rows: list[GroupStats], table_id: str, several_runs: bool, with_task: bool) -> str:
+def _group_table(
+    rows: list[GroupStats], table_id: str, several_runs: bool, *,
+    categories: dict[str, str] | None = None, links: dict[GroupKey, list[str]] | None = None,
+) -> str:
+    """The leaderboard (`categories` None) or the per-task table, grouped by task category."""
+    with_task = categories is not None
     heads = (
         (["run"] if several_runs else [])
         + ["prompt", "model"]
         + (["task"] if with_task else [])
         + ["trials", "pass rate", "score", "95% CI", "judge", "cost $", "tokens", "time s"]
+        + (["open a trial"] if with_task else [])
     )
     out = [f'<table id="{table_id}" class="grid"><thead><tr>']
     out += [f"<th>{_esc(h)}</th>" for h in heads]
     out.append("</tr></thead><tbody>")
-    for g in rows:
-        judge = "–" if g.judge_mean is None else f"{g.judge_mean:.1f} ± {g.judge_sd or 0:.1f} (n={g.judged})"
-        cells = (
-            ([g.run_id] if several_runs else [])
-            + [g.prompt_id, g.model]
-            + ([g.task_id] if with_task else [])
-            + [
-                g.trials,
-                f"{g.pass_rate:.0%}",
-                _fmt(g.score_mean, 3),
-                f"[{_fmt(g.score_ci_low, 3)}, {_fmt(g.score_ci_high, 3)}]",
-                judge,
-                _fmt(g.cost_usd, 4),
-                g.input_tokens + g.output_tokens,
-                _fmt(g.wall_s_mean, 1),
-            ]
-        )
-        out.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
+    if categories is None:
+        out += [_group_row(g, several_runs, False, {}) for g in rows]
+    else:
+        by_category: dict[str, list[GroupStats]] = defaultdict(list)
+        for g in rows:
+            by_category[categories.get(g.task_id or "", "other")].append(g)
+        for category, members in sorted(by_category.items()):
+            trials = sum(g.trials for g in members)
+            mean = sum(g.score_mean * g.trials for g in members) / trials
+            tasks = len({g.task_id for g in members})
+            out.append(
+                f'<tr class="category-row"><th colspan="{len(heads)}">{_esc(category)}: mean score '
+                f"{fmt(mean, 3)} over {trials} trials of {tasks} task(s)</th></tr>"
+            )
+            out += [_group_row(g, several_runs, True, links or {}) for g in members]
     out.append("</tbody></table>")
     return "".join(out)
-
-
-def _categories(trials: list[tuple[str, TrialRecord]]) -> dict[str, str]:
-    """Task category by task ref; a task that no longer loads counts as 'other'."""
-    found: dict[str, str] = {}
-    for _, r in trials:
-        ref = r.spec.task_ref
-        if ref in found:
-            continue
-        try:
-            from cellprompt.tasks import load_task
-
-            found[ref] = load_task(ref).metadata.category
-        except Exception:
-            found[ref] = "other"
-    return found
 
 
 def _status(r: TrialRecord) -> str:
@@ -193,22 +131,23 @@ def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several
         "<th>judge</th><th>cost $</th></tr></thead><tbody>",
     ]
     for i, (run_id, r, ev) in enumerate(items):
-        judge = "failed" if ev is not None and not ev.ok else _fmt(ev.grade_mean if ev else None, 1)
+        judge = "failed" if ev is not None and not ev.ok else fmt(ev.grade_mean if ev else None, 1)
         judge += " ⚠" if ev is not None and ev.disagreement else ""
         cells = [
-            i + 1,
             *([run_id] if several_runs else []),
             r.spec.task_id,
             r.spec.prompt_id,
             r.spec.model,
             r.spec.replicate,
             _status(r),
-            _fmt(r.score, 3),
+            fmt(r.score, 3),
             judge,
-            _fmt(r.usage.cost_usd, 4),
+            _cost(r.usage.cost_usd, r.usage.cost_unknown),
         ]
+        anchor = _esc(trial_anchor(r.trial_id))
         out.append(
-            f'<tr class="trial-row" data-index="{i}" data-trial-id="{_esc(r.trial_id)}" tabindex="0">'
+            f'<tr class="trial-row" id="{anchor}" data-index="{i}" data-trial-id="{_esc(r.trial_id)}" '
+            f'tabindex="0"><td><a href="#{anchor}" title="link to this trial">{i + 1}</a></td>'
             + "".join(f"<td>{_esc(c)}</td>" for c in cells)
             + "</tr>"
         )
@@ -218,6 +157,53 @@ def _trial_rows(items: list[tuple[str, TrialRecord, Evaluation | None]], several
 
 def _asset(name: str) -> str:
     return (resources.files("cellprompt.export") / "assets" / name).read_text(encoding="utf-8")
+
+
+def _plots_html(flat: list[tuple[str, TrialRecord]], several: bool, categories: dict[str, str]) -> str:
+    figs = [
+        ("Score distribution", plots.score_distribution(flat, several)),
+        ("Cost vs score", plots.cost_vs_score(flat, several)),
+        ("Pass rate per task category", plots.pass_rate_by_category(flat, categories)),
+    ]
+    return '<section id="plots"><h2>Plots</h2>' + "".join(
+        f"<p class='plot-note'>{_esc(t)} left out: {_esc(src.reason)}.</p>"
+        if isinstance(src, plots.Omitted)
+        else f'<figure><img class="plot" alt="{_esc(t)}" src="{src}">'
+        f"<figcaption>{_esc(t)}</figcaption></figure>"
+        for t, src in figs
+    ) + "</section>"
+
+
+def _sealed_sections(
+    stats: RunStats, flat: list[tuple[str, TrialRecord]], several: bool, seed: int
+) -> tuple[list[str], list[str]]:
+    """(the leaderboard section, the sections after any extra ones) of scored tasks."""
+    ag = stats.agreement
+    rho = "n/a" if ag.spearman is None else f"{ag.spearman:.2f} (p={ag.p_value:.2g})"
+    leaderboard = [
+        '<section id="leaderboard-section"><h2 id="leaderboard-title">Leaderboard</h2>'
+        + _group_table(stats.by_prompt_model, "leaderboard", several),
+        f'<p id="agreement">Judge vs deterministic score, Spearman ρ = {_esc(rho)} over {ag.n} '
+        f"trials. {_esc(ag.note)}</p>",
+        *(f"<p class='note'>{_esc(n)}</p>" for n in stats.notes),
+        "</section>",
+    ]
+    if not flat:
+        return leaderboard, []
+    categories = task_categories(flat)
+    paired = paired_section_html(
+        paired_differences(flat, "prompt", several_runs=several, seed=seed),
+        paired_differences(flat, "model", several_runs=several, seed=seed),
+    )
+    after = [
+        f'<section id="paired"><h2>Paired comparisons</h2>{paired}</section>',
+        f'<section id="heat"><h2>By task</h2>{heat_maps_html(flat, categories, several)}</section>',
+        '<section id="tasks"><h2>Per task</h2>'
+        + _group_table(stats.by_task, "per-task", several, categories=categories, links=_trial_links(flat))
+        + "</section>",
+        _plots_html(flat, several, categories),
+    ]
+    return leaderboard, after
 
 
 def build_report(
@@ -248,11 +234,17 @@ def build_report(
     )
     body: list[str] = [
         f"<header><h1>{_esc(title)}</h1><p>{len(flat)} trials in {len(stores)} run(s); "
-        f"{about}; CIs are seeded 95% bootstrap intervals ({stats.bootstrap} resamples).</p></header>"
+        f"{about}; CIs are seeded 95% bootstrap intervals ({stats.bootstrap} resamples), "
+        f"none from fewer than {MIN_N} values.</p></header>"
     ]
+    warnings = task_set_warnings(flat, [s.run_id for s in stores], several)
+    if warnings:
+        body.append('<div id="task-sets" class="warning" role="alert"><strong>⚠ Different task sets.</strong>'
+                    + "".join(f"<p>{_esc(w)}</p>" for w in warnings) + "</div>")
     links = [("judge-section", "Judge ranking")] if ranking or only_open else []
     if sealed:
-        links += [("leaderboard", "Leaderboard"), ("tasks", "Per task"), ("plots", "Plots")]
+        links += [("leaderboard", "Leaderboard"), ("paired", "Paired"), ("heat", "By task"),
+                  ("tasks", "Per task"), ("plots", "Plots")]
     body.append(
         "<nav>"
         + "".join(f'<a href="#{a}">{t}</a>' for a, t in [*links, ("trials-section", "Trials")])
@@ -264,46 +256,16 @@ def build_report(
             + judge_section_html(ranking, several)
             + "</section>"
         )
-    if sealed:
-        body.append(
-            '<section id="leaderboard-section"><h2 id="leaderboard-title">Leaderboard</h2>'
-            + _group_table(stats.by_prompt_model, "leaderboard", several, with_task=False)
-        )
-        ag = stats.agreement
-        rho = "n/a" if ag.spearman is None else f"{ag.spearman:.2f} (p={ag.p_value:.2g})"
-        body.append(
-            f'<p id="agreement">Judge vs deterministic score, Spearman ρ = {_esc(rho)} over {ag.n} '
-            f"trials. {_esc(ag.note)}</p>"
-        )
-        body += [f"<p class='note'>{_esc(n)}</p>" for n in stats.notes]
-        body.append("</section>")
+    leaderboard, after = _sealed_sections(stats, flat, several, seed) if sealed else ([], [])
+    body += leaderboard
     for sec_title, sec_html in extra_sections or []:
         body.append(f'<section class="extra"><h2>{_esc(sec_title)}</h2>{sec_html}</section>')
-    if sealed:
-        body.append(
-            '<section id="tasks"><h2>Per task</h2>'
-            + _group_table(stats.by_task, "per-task", several, with_task=True)
-            + "</section>"
-        )
-    if flat and sealed:
-        figs = [
-            ("Score distribution", plots.score_distribution(flat, several)),
-            ("Cost vs score", plots.cost_vs_score(flat, several)),
-            ("Pass rate per task category", plots.pass_rate_by_category(flat, _categories(flat))),
-        ]
-        body.append(
-            '<section id="plots"><h2>Plots</h2>'
-            + "".join(
-                f'<figure><img class="plot" alt="{_esc(t)}" src="{src}">'
-                f"<figcaption>{_esc(t)}</figcaption></figure>"
-                for t, src in figs
-            )
-            + "</section>"
-        )
+    body += after
     body.append(
         '<section id="trials-section"><h2>Trials</h2>'
         '<input id="filter" type="search" placeholder="filter by task, prompt, model, status…">'
-        "<p class='hint'>Click a trial to read it.</p>" + _trial_rows(items, several) + "</section>"
+        "<p class='hint'>Click a trial to read it; its number links to it.</p>"
+        + _trial_rows(items, several) + "</section>"
     )
     data = "".join(
         f'<script type="application/json" id="trial-data-{i}">'
@@ -312,7 +274,7 @@ def build_report(
     )
     parts = {
         "TITLE": _esc(title),
-        "CSS": _asset("report.css"),
+        "CSS": _asset("report.css") + "\n" + code_css("pre.code"),
         "BODY": "\n".join(body),
         "DATA": data,
         "JS": _asset("report.js"),

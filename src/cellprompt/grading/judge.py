@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from cellprompt.grading.judge_input import (  # the helpers are re-exported: jud
     user_message,
 )
 from cellprompt.llm.base import ChatModel, Message, Usage
+from cellprompt.llm.identity import model_identity
 from cellprompt.records.run import Evaluation, JudgeCriterion, JudgeSample, TrialRecord
 
 __all__ = [
@@ -125,18 +127,11 @@ def load_rubric(path: Path) -> Rubric:
         ) from exc
 
 
-def provider_family(model_spec: str) -> str | None:
-    """The vendor behind a model spec, for the self-preference warning; None for offline models."""
-    head, _, name = model_spec.partition(":")
-    name = name.lower()
-    if head == "anthropic" or "claude" in name:
-        return "anthropic"
-    if head == "openai":
-        for family in ("llama", "qwen", "mistral", "gemini", "gemma", "deepseek", "claude"):
-            if family in name:
-                return family if family != "claude" else "anthropic"
-        return "openai"
-    return None
+def provider_family(model_spec: str, base_url: str | None = None) -> str | None:
+    """The vendor behind a model, for the self-preference warning: from its name when it says,
+    else its provider on the provider's own API; None for offline models and for unnamed models
+    on another server (speaking OpenAI's protocol does not make a model OpenAI's)."""
+    return model_identity(model_spec, base_url).family
 
 
 def default_judge(agent_models: list[str]) -> str:
@@ -151,10 +146,15 @@ def default_judge(agent_models: list[str]) -> str:
     return DEFAULT_JUDGES["openai"]
 
 
-def same_family(judge_spec: str, agent_models: list[str]) -> list[str]:
-    """The agent models from the judge's provider family (a judge may favour its own family)."""
-    family = provider_family(judge_spec)
-    return sorted({m for m in agent_models if family and provider_family(m) == family})
+def same_family(judge_spec: str, agent_models: list[str], *, judge_url: str | None = None,
+                agent_urls: Mapping[str, str | None] | None = None) -> list[str]:
+    """The agent models a judge may favour: itself (same name at the same server) or its family.
+
+    `judge_url` and `agent_urls` (per agent model) are the servers they are asked at.
+    """
+    judge = model_identity(judge_spec, judge_url)
+    urls = agent_urls or {}
+    return sorted({m for m in agent_models if judge.shares_family(model_identity(m, urls.get(m)))})
 
 
 def _system_message(rubric: Rubric, open_analysis: bool = False) -> str:

@@ -36,6 +36,7 @@ class GroupStats(BaseModel):
     judge_mean: float | None = None
     judge_sd: float | None = None
     cost_usd: float = 0.0
+    cost_unknown: bool = False  # a model (agent or judge) had no price: cost_usd counts it as 0
     input_tokens: int = 0
     output_tokens: int = 0
     wall_s_mean: float = 0.0
@@ -113,6 +114,8 @@ def _group(
         judge_sd=statistics.stdev(grades) if len(grades) > 1 else (0.0 if grades else None),
         cost_usd=sum(r.usage.cost_usd for r in records)
         + sum(evaluations[r.trial_id].usage.cost_usd for r in records if r.trial_id in evaluations),
+        cost_unknown=any(r.usage.cost_unknown for r in records)
+        or any(evaluations[r.trial_id].usage.cost_unknown for r in records if r.trial_id in evaluations),
         input_tokens=sum(r.usage.input_tokens for r in records),
         output_tokens=sum(r.usage.output_tokens for r in records),
         wall_s_mean=statistics.fmean(r.wall_s for r in records),

@@ -46,11 +46,20 @@ def make_model(spec: str, *, base_url: str | None = None,
     return model
 
 
+def server_url(provider: str, base_url: str | None, settings: Settings) -> str | None:
+    """The server an API model talks to: the flag, else the setting (`openai:` only), else the
+    provider's `*_BASE_URL` variable; None is the provider's own API."""
+    if base_url:
+        return base_url
+    setting = settings.openai_base_url if provider == "openai" else None
+    return setting or env_value(BASE_URL_VARS[provider])
+
+
 @providers.register("openai")
 def _openai(name: str, *, base_url: str | None, settings: Settings, **_: object) -> ChatModel | None:
     from cellprompt.llm.openai_model import OpenAIModel
 
-    url = base_url or settings.openai_base_url or env_value(BASE_URL_VARS["openai"])
+    url = server_url("openai", base_url, settings)
     return _api_model(OpenAIModel, "openai", name, url, settings) if name else None
 
 
@@ -58,7 +67,7 @@ def _openai(name: str, *, base_url: str | None, settings: Settings, **_: object)
 def _anthropic(name: str, *, base_url: str | None, settings: Settings, **_: object) -> ChatModel | None:
     from cellprompt.llm.anthropic_model import AnthropicModel
 
-    url = base_url or env_value(BASE_URL_VARS["anthropic"])
+    url = server_url("anthropic", base_url, settings)
     return _api_model(AnthropicModel, "anthropic", name, url, settings) if name else None
 
 

@@ -111,6 +111,7 @@ class TrialRecord(Versioned):
     model_s: float = 0.0
     exec_s: float = 0.0
     grade_s: float = 0.0  # graders, including python_check's own sandbox
+    node: str | None = None  # the Ray node that ran the trial (`--executor ray`); None: the driver's machine
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime = Field(default_factory=utcnow)
 

@@ -64,8 +64,9 @@ def evaluate_run(
     done = {tid for tid, ev in store.evaluations().items() if ev.ok}
     todo = [t for t in trials if t.trial_id not in done]
     summary = EvaluateSummary(skipped=len(trials) - len(todo))
-    family = provider_family(model.spec)
-    shared = same_family(model.spec, [t.spec.model for t in todo])
+    family = provider_family(model.spec, base_url)
+    shared = same_family(model.spec, [t.spec.model for t in todo], judge_url=base_url,
+                         agent_urls={t.spec.model: t.spec.base_url for t in todo})
     if shared:
         summary.warnings.append(
             f"judge {model.spec} is from the same provider family ({family}) as agent "

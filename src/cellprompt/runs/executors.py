@@ -7,14 +7,15 @@ so threads give real parallelism here without pickling anything.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cellprompt.errors import UsageError
 from cellprompt.records.run import TrialRecord, TrialSpec
 from cellprompt.registry import Registry
+from cellprompt.runs.store import RunStore
 
 TrialFn = Callable[[TrialSpec], TrialRecord]
 # What an executor returns: records as trials end. The runner closes it when it stops early;
@@ -57,6 +58,31 @@ def make_executor(name: str = "local", *, parallel: int = 1, address: str | None
     if factory is None:
         raise UsageError(EXECUTORS.unknown(name))
     return factory(parallel, address)
+
+
+def resolve_executor(name: str | None, address: str | None, used: Mapping[str, Any] | None = None,
+                     ) -> tuple[str, str | None]:
+    """The executor name and Ray address a run uses: the command line's, else what the run used
+    before (`used`, from its manifest, on `--resume`), else the settings.
+
+    A resumed run keeps its cluster: a Ray run resumed with no flags goes back to Ray at the
+    same address, and `--ray-address` alone moves it to another cluster.
+    """
+    from cellprompt.config import get_settings
+
+    settings = get_settings()
+    used = used or {}
+    chosen = name or used.get("name") or settings.executor
+    if address is None and chosen == used.get("name"):
+        address = used.get("ray_address")
+    return chosen, address or settings.ray_address
+
+
+def remember_executor(store: RunStore, name: str, address: str | None) -> None:
+    """Write the executor into the run's manifest (`config.executor`), for `--resume` to reuse."""
+    manifest = store.manifest()
+    manifest.config["executor"] = {"name": name, "ray_address": address}
+    store.write_manifest(manifest)
 
 
 @EXECUTORS.register("local")

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +28,7 @@ from cellprompt.runs.executors import Records, TrialFn
 MAX_TRIAL_RETRIES = 2  # re-runs of a trial whose worker or node died
 PREFLIGHT_TIMEOUT_S = 600.0  # a loaded node may take minutes to start a worker
 POLL_S = 0.5  # how often a waiting driver looks at its stop event
+STOP_WAIT_S = 60.0  # how long closing waits for cancelled trials, then for slots to close sandboxes
 NAMESPACE = "cellprompt"
 TASK_NAME_PREFIX = "cellprompt-trial:"  # Ray names the worker process `ray::<task name>`
 INSTALL_HINT = "the ray executor needs Ray: pip install 'cellprompt[ray]'"
@@ -97,8 +99,8 @@ class RayExecutor:
 
     def _start(self, backends: Iterable[str]) -> tuple[Any, int]:
         """Connect, and refuse a cluster some node of which cannot run trials; returns (ray, window)."""
-        from cellprompt import __version__
         from cellprompt.runs.ray_worker import node_check, settings_env
+        from cellprompt.version import __version__
 
         ray = connect(self.address)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -150,8 +152,14 @@ class RayExecutor:
 
     def run_trials(self, specs: Iterable[TrialSpec], run_dir: Path,
                    stop: threading.Event) -> Records:
-        """Trials on the cluster into `run_dir`: artifacts unpacked there before each record is yielded."""
-        from cellprompt.runs.ray_worker import node_trial, settings_env, unpack
+        """Trials on the cluster into `run_dir`: artifacts unpacked there before each record is yielded.
+
+        Trials run in `TrialSlot` actors, one per trial at once, each asking for a trial's
+        CPUs and memory (so Ray packs them onto nodes) and launching its next trial's
+        sandbox while the current one plays; a slot that dies is restarted by Ray and its
+        trial run again, at most `max_retries` times.
+        """
+        from cellprompt.runs.ray_worker import TrialSlot, settings_env, unpack
         from cellprompt.runs.staging import plan_staging
 
         specs = list(specs)
@@ -160,14 +168,16 @@ class RayExecutor:
         ray, window = self._start({s.sandbox_backend for s in specs})
         bundles = plan_staging(specs, ray.put)
         env = settings_env()
-        remote = ray.remote(node_trial)
+        slot_class = ray.remote(TrialSlot).options(max_restarts=-1, max_task_retries=self.max_retries,
+                                                   **trial_resources())
+        slots = [slot_class.remote() for _ in range(min(window, len(specs)))]
 
-        def submit(spec: TrialSpec) -> Any:
-            return remote.options(name=TASK_NAME_PREFIX + spec.trial_id, max_retries=self.max_retries,
-                                  retry_exceptions=False, **trial_resources()
-                                  ).remote(spec, bundles.get(spec.task_ref, []), env)
+        def call(slot: Any, spec: TrialSpec, upcoming: TrialSpec | None) -> Any:
+            return slot.run.options(name=TASK_NAME_PREFIX + spec.trial_id).remote(
+                spec, bundles.get(spec.task_ref, []), env, upcoming,
+                bundles.get(upcoming.task_ref, []) if upcoming else None)
 
-        with closing(self._stream(ray, submit, specs, stop, window, lost=self._lost_record)) as stream:
+        with closing(self._feed(ray, slots, call, specs, stop)) as stream:
             for spec, result in stream:
                 if isinstance(result, TrialRecord):  # the worker died too often: nothing came back
                     yield result
@@ -185,12 +195,8 @@ class RayExecutor:
     # -- streaming ------------------------------------------------------------------------
 
     def _stream(self, ray: Any, submit: Callable[[TrialSpec], Any], specs: Iterable[TrialSpec],
-                stop: threading.Event, window: int,
-                lost: Callable[[TrialSpec, Exception], Any] | None = None,
-                ) -> Generator[tuple[TrialSpec, Any], None, None]:
+                stop: threading.Event, window: int) -> Generator[tuple[TrialSpec, Any], None, None]:
         """Keep `window` trials in flight, yield each result as it ends; cancel the rest on exit."""
-        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
-
         pending = iter(specs)
         running: dict[Any, TrialSpec] = {}
         try:
@@ -205,21 +211,88 @@ class RayExecutor:
                 done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
                 for ref in done:
                     spec = running.pop(ref)
-                    try:
-                        result = ray.get(ref)
-                    except RayTaskError:  # raised by the trial function: also an instance of its cause
-                        raise
-                    except RayError as exc:  # the worker or its node died, more often than retried
-                        if lost is None or isinstance(exc, TaskCancelledError):
-                            raise
-                        result = lost(spec, exc)
-                    yield spec, result
+                    yield spec, ray.get(ref)  # the trial function's exception is also its cause's type
         finally:
             for ref in running:  # Ctrl-C, an error, or a consumer that stopped reading
                 try:
                     ray.cancel(ref, force=False)
                 except Exception:  # a task that just finished cannot be cancelled
                     continue
+
+    def _feed(self, ray: Any, slots: list[Any], call: Callable[[Any, TrialSpec, TrialSpec | None], Any],
+              specs: Iterable[TrialSpec], stop: threading.Event,
+              ) -> Generator[tuple[TrialSpec, Any], None, None]:
+        """Give each slot one trial at a time, naming its next one ahead; yield results as they end.
+
+        A slot is fed once Ray has started it (a busy cluster starts slots as room frees up).
+        A trial is announced to a slot only while there are more trials left than slots
+        without work, and a slot with nothing left takes a trial announced to a busy one,
+        so the end of a run is not held back by announcements.
+        """
+        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+        pending = deque(specs)
+        starting = {slot.__ray_ready__.remote(): slot for slot in slots}
+        idle: list[Any] = []  # started slots with nothing to do
+        announced: dict[Any, TrialSpec] = {}  # busy slot -> the trial it was told comes next
+        running: dict[Any, tuple[Any, TrialSpec]] = {}
+
+        def feed(slot: Any) -> None:
+            spec = None if stop.is_set() else (
+                announced.pop(slot, None) or (pending.popleft() if pending else None)
+                or (announced.pop(next(iter(announced))) if announced else None))
+            if spec is None:
+                idle.append(slot)
+                return
+            upcoming = pending.popleft() if len(pending) > len(starting) + len(idle) else None
+            if upcoming is not None:
+                announced[slot] = upcoming
+            running[call(slot, spec, upcoming)] = (slot, spec)
+
+        try:
+            while running or (starting and not stop.is_set() and (pending or announced)):
+                done, _ = ray.wait([*running, *starting], num_returns=1, timeout=POLL_S)
+                for ref in done:
+                    if ref in starting:
+                        slot = starting.pop(ref)
+                        try:
+                            ray.get(ref)
+                        except RayError:  # a slot that cannot start gets no trial
+                            continue
+                        feed(slot)
+                        continue
+                    slot, spec = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except RayTaskError:  # a bug outside the trial's own guard: the run stops
+                        raise
+                    except RayError as exc:  # the slot or its node died, more often than retried
+                        if isinstance(exc, TaskCancelledError):
+                            raise
+                        result = self._lost_record(spec, exc)
+                    feed(slot)  # before the driver's own work on the result
+                    yield spec, result
+            if not stop.is_set() and (pending or announced):
+                raise RunError("no Ray trial slot could start: see `ray status` for the cluster's "
+                               "resources")
+        finally:
+            started = [slot for slot in slots if slot not in starting.values()]
+            self._close_slots(ray, slots, started, running)
+
+    @staticmethod
+    def _close_slots(ray: Any, slots: list[Any], started: list[Any], running: dict[Any, Any]) -> None:
+        """Stop running trials at their next check, close launched sandboxes, then end every slot."""
+        for ref in running:  # Ctrl-C, an error, or a consumer that stopped reading
+            try:
+                ray.cancel(ref)  # a slot's trial sees it through `is_canceled`
+            except Exception:  # a trial that just finished cannot be cancelled
+                continue
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=STOP_WAIT_S)
+        if releases := [slot.release.remote() for slot in started]:
+            ray.wait(releases, num_returns=len(releases), timeout=STOP_WAIT_S)
+        for slot in slots:
+            ray.kill(slot, no_restart=True)
 
 
 def _call(fn: TrialFn, spec: TrialSpec) -> TrialRecord:

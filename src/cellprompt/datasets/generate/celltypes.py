@@ -3,7 +3,13 @@
 * `celltypes` — a tissue of a few populations (one of them rare), an analyst's marker table
   that also lists populations absent from the data, optionally damaged cells (high
   mitochondrial share, few counts) and a technical depth difference between two halves of
-  the cells (a sequencing-depth confounder that only normalisation removes).
+  the cells (a sequencing-depth confounder that only normalisation removes). Options that
+  give a task its trap: one population naturally rich in mitochondrial RNA (`mito_rich`,
+  so a global mito cut-off removes healthy cells), B cells holding more RNA per cell
+  (`size_ratio`, so raw-count fold changes are off by the size), populations present but
+  missing from the marker table (`unlisted`: an annotation must call them unknown), and
+  T cells made of two subtypes that differ in a few genes only (`subtypes`). These options
+  draw from their own random stream, so a dataset without them is unchanged.
 * `doublets` — the same, with droplets holding two cells injected from known parent pairs:
   their expected counts are the sum of the parents' (a bit less: capture is imperfect), so
   heterotypic doublets carry two populations' markers and about twice the counts.
@@ -35,20 +41,32 @@ def informative(pop: Populations, min_fold: float = 2.0) -> list[str]:
 
 def celltypes(seed: int, cells: int = 2000, genes: int = 1500, types: int = 5,
               rare: float = 0.03, low_quality: float = 0.0, depth_ratio: float = 1.0,
-              absent: int = 2) -> Generated:
+              absent: int = 2, mito_rich: float = 0.0, size_ratio: float = 1.0,
+              unlisted: int = 0, subtypes: bool = False) -> Generated:
     """Cells of `types` populations; truth: each cell's type, damage, depth half, library."""
+    if not 0 <= unlisted < types - 1:
+        raise ValueError("unlisted must leave at least two populations in the marker table")
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng([seed, 1])  # the options' own stream (see the module doc)
     pop = make_populations(rng, genes, types, n_absent=absent)
     p = splat.proportions(rng, types, rare if rare > 0 else None)
     labels = splat.counts_per_group(rng, cells, p)
     share = normal_mito_share(rng, cells)
+    if mito_rich > 0:  # healthy cells of the first population: mito share around `mito_rich`
+        rich = labels == 0
+        share[rich] = extra.beta(mito_rich * 120, (1 - mito_rich) * 120, size=rich.sum())
     damaged = np.zeros(cells, dtype=bool)
     if low_quality > 0:
         damaged[rng.choice(cells, size=round(cells * low_quality), replace=False)] = True
+        healthy = share[damaged]
         share[damaged] = rng.uniform(0.2, 0.55, size=damaged.sum())
+        if mito_rich > 0:  # damage adds to each cell's own baseline: no one cut-off fits all
+            share[damaged] = healthy + extra.uniform(0.1, 0.4, size=damaged.sum())
     rel = set_mito_share(pop.relative(labels), pop.mito, share)
+    subtype = _split_subtypes(extra, pop, labels, rel) if subtypes else None
     library = splat.library_sizes(rng, cells, mean=3000.0)
     library[damaged] *= rng.uniform(0.35, 0.9, size=damaged.sum())
+    library[labels == 1] *= size_ratio  # B cells hold more (or less) RNA per cell
     deep = np.zeros(cells, dtype=bool)
     if depth_ratio != 1.0:
         deep[rng.choice(cells, size=cells // 2, replace=False)] = True
@@ -63,7 +81,12 @@ def celltypes(seed: int, cells: int = 2000, genes: int = 1500, types: int = 5,
     if depth_ratio != 1.0:
         obs["run"] = np.where(deep, "run2", "run1")  # run2 was sequenced deeper
         truth_obs.append("run")
+    if subtype is not None:
+        obs["subtype"] = subtype
+        truth_obs.append("subtype")
     kept = names[~damaged]
+    b_markers = pop.table()[pop.types[1]]
+    ok_b, ok_t = (labels == 1) & ~damaged, (labels == 0) & ~damaged
     truth = {
         "types": pop.types, "absent_types": list(pop.absent),
         "markers": pop.markers, "up_genes": {t: pop.up_genes(t) for t in pop.types},
@@ -74,10 +97,40 @@ def celltypes(seed: int, cells: int = 2000, genes: int = 1500, types: int = 5,
         "rare_type": pop.types[int(np.argmin(p))],
         "rare_markers": pop.markers[pop.types[int(np.argmin(p))]],
         "informative_genes": informative(pop),
+        "unlisted_types": pop.types[types - unlisted:] if unlisted else [],
+        # B cells over T cells, of the expected share of each cell's counts (CP10k's target)
+        "b_vs_t_log2fc": {g: float(np.log2(rel[ok_b, j].mean() / rel[ok_t, j].mean()))
+                          for g, j in zip(b_markers, pop.index(b_markers), strict=True)},
     }
-    uns = {"marker_genes": pop.table(), "truth": truth}
+    if subtype is not None:
+        truth["subtype_count"] = {"n_subtypes": 2}
+    table = {t: g for t, g in pop.table().items() if t not in truth["unlisted_types"]}
+    uns = {"marker_genes": table, "truth": truth}
     return build(counts, pop.genes, obs, uns=uns, truth_obs=truth_obs,
                  description=f"{cells} cells x {genes} genes, {COUNTS}, from one tissue sample")
+
+
+def _split_subtypes(rng: np.random.Generator, pop: Populations, labels: np.ndarray,
+                    rel: np.ndarray, n_genes: int = 12, fold: float = 2.5) -> np.ndarray:
+    """Split the first population in two subtypes, each raising its own `n_genes` by `fold`.
+
+    The genes are moderately expressed non-markers, so the split is visible within the
+    population but weak next to the differences between populations.
+    """
+    marked = set(pop.index([g for m in pop.markers.values() for g in m]).tolist())
+    nuclear = np.flatnonzero(~pop.mito)
+    eligible = [j for j in nuclear if pop.base[j] > np.quantile(pop.base[nuclear], 0.5)
+                and j not in marked]
+    genes = rng.choice(eligible, size=2 * n_genes, replace=False).reshape(2, n_genes)
+    rows = np.flatnonzero(labels == 0)
+    second = rng.random(len(rows)) < 0.4
+    subtype = np.full(len(labels), None, dtype=object)
+    for k, name in enumerate(("a", "b")):
+        hit = rows[second if k else ~second]
+        rel[np.ix_(hit, genes[k])] *= fold
+        rel[hit] /= rel[hit].sum(axis=1, keepdims=True)
+        subtype[hit] = f"{pop.types[0]} {name}"
+    return subtype
 
 
 def doublets(seed: int, cells: int = 2500, genes: int = 1200, types: int = 5,

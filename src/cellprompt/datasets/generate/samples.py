@@ -4,7 +4,9 @@
   every gene by its own log-normal factor and has its own sequencing depth, so cells
   cluster by batch before correction; the populations' mix differs between batches, and
   optionally one population exists in the first batch only (an integration that forces
-  every population into every batch has over-corrected).
+  every population into every batch has over-corrected). With `labelled`, the first
+  batch arrives annotated (`obs['label']`, empty elsewhere): the reference a label
+  transfer maps the other batches onto.
 * `conditions` — replicate samples (donors) of two conditions. Donors shift every gene a
   little (log-normal, per donor), so cells of one donor are not independent replicates; in
   the treated condition one population expands, one shrinks, and one population switches a
@@ -26,7 +28,7 @@ from cellprompt.datasets.generate.result import Generated, build
 
 
 def batches(seed: int, cells: int = 2400, genes: int = 1200, batches: int = 3, types: int = 5,
-            strength: float = 0.5, specific: bool = True) -> Generated:
+            strength: float = 0.5, specific: bool = True, labelled: bool = False) -> Generated:
     """Cells of `types` populations in `batches` batches; truth: each cell's population."""
     rng = np.random.default_rng(seed)
     pop = make_populations(rng, genes, types, n_absent=1)
@@ -53,6 +55,8 @@ def batches(seed: int, cells: int = 2400, genes: int = 1200, batches: int = 3, t
              "batch_specific": [pop.types[-1]] if specific and types > 2 else [],
              "population_count": {"n_clusters": types}}
     obs = {"batch": np.array([f"batch{b + 1}" for b in batch]), "cell_type": names}
+    if labelled:
+        obs["label"] = np.where(batch == 0, names.astype(object), None)
     uns = {"marker_genes": pop.table(), "truth": truth}
     return build(counts, pop.genes, obs, uns=uns, truth_obs=["cell_type"],
                  description=f"{cells} cells x {genes} genes, raw UMI counts, pooled from "
@@ -117,6 +121,7 @@ def conditions(seed: int, cells: int = 3000, genes: int = 1000, types: int = 5,
         "expanded_fc": {"log2fc_expanded": log2fc[str(names[up])]},
         "depleted_fc": {"log2fc_depleted": log2fc[str(names[down])]},
         "responder": str(names[responder]),
+        "responders": [str(names[responder])],  # as a list, for set-valued answers
         "de_up": [pop.genes[g] for g in de[:n_de]], "de_down": [pop.genes[g] for g in de[n_de:]],
         "de_genes": sorted(pop.genes[g] for g in de),
         "de_count": {"n_de_genes": 2 * n_de},

@@ -16,6 +16,7 @@
     outputs.forEach(function (o) {
       if (o.k === "img") { var img = el("img", "figure"); img.src = o.src; img.alt = "figure"; box.appendChild(img); }
       else if (o.k === "error") box.appendChild(el("pre", "error", o.text));
+      else if (o.k === "html") { var div = el("div", "html-output"); div.innerHTML = o.html; box.appendChild(div); }
       else if (o.k === "stream") box.appendChild(el("pre", o.name === "stderr" ? "stream stderr" : "stream", o.text));
       else box.appendChild(el("pre", "stream", o.text));
     });
@@ -27,7 +28,8 @@
     meta.appendChild(el("span", "badge " + (t.passed || (open && t.report) ? "ok" : "bad"),
       open ? (t.report ? "reported" : t.status) : (t.passed ? "passed" : t.status)));
     meta.appendChild(document.createTextNode(
-      (open ? "open analysis (judged only)" : "score " + fmt(t.score, 3)) + " · cost $" + fmt(t.cost, 4) + " · " + t.tokens + " tokens · " +
+      (open ? "open analysis (judged only)" : "score " + fmt(t.score, 3)) +
+      (t.cost_unknown ? " · cost unknown" : " · cost $" + fmt(t.cost, 4)) + " · " + t.tokens + " tokens · " +
       fmt(t.wall, 1) + " s · trial " + t.id + (t.limit ? " · limit " + t.limit : "") + (t.error ? " · " + t.error : "")));
     root.appendChild(meta);
     if (t.grades.length) {
@@ -65,7 +67,9 @@
       turn.execs.forEach(function (x) {
         conv.appendChild(el("div", "meta", "In [" + (x.count === null ? " " : x.count) + "] · " + x.status +
           (x.message ? " · " + x.message : "")));
-        conv.appendChild(el("pre", "code", x.code));
+        var code = el("pre", "code");
+        if (x.code_html) code.innerHTML = x.code_html; else code.textContent = x.code;
+        conv.appendChild(code);
         renderOutputs(conv, x.outputs);
       });
     });
@@ -86,6 +90,7 @@
   var table = document.getElementById("trials");
   if (!table) return;
   table.addEventListener("click", function (ev) {
+    if (ev.target.closest("a")) return;  // a trial's link opens it through the address (openHash)
     var row = ev.target.closest("tr.trial-row"); if (row) toggle(row);
   });
   table.addEventListener("keydown", function (ev) {
@@ -101,4 +106,16 @@
       if (!show && next && next.classList.contains("trial-body-row")) { next.remove(); row.classList.remove("open"); }
     });
   });
+  // report.html#trial-<id> opens that trial: links from the tables, or one pasted into the address bar
+  function openHash() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    if (id.indexOf("trial-") !== 0) return;
+    var row = document.getElementById(id);
+    if (!row || !row.classList.contains("trial-row")) return;
+    if (row.style.display === "none") { filter.value = ""; filter.dispatchEvent(new Event("input")); }
+    if (!row.classList.contains("open")) toggle(row);
+    row.scrollIntoView({ block: "start" });
+  }
+  window.addEventListener("hashchange", openHash);
+  openHash();
 })();

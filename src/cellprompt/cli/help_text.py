@@ -34,7 +34,7 @@ EXAMPLES: dict[str, list[str]] = {
                        "cellprompt tasks validate --all --jobs 3"],
     "tasks grade": ["cellprompt tasks grade pbmc68k-qc-mito --answer answer.json",
                     "cellprompt tasks grade tasks/my-task.yaml --answer '{\"n_cells\": 700}'"],
-    "tasks new": ["cellprompt tasks new my-task", "cellprompt tasks new --open -d builtin:krumsiek11"],
+    "tasks new": ["cellprompt tasks new --open -d builtin:krumsiek11 -o tasks/krumsiek11-open.yaml"],
     "sandbox": ["cellprompt sandbox exec --code 'import scanpy; print(scanpy.__version__)'",
                 "cellprompt sandbox status"],
     "sandbox build": ["cellprompt sandbox build", "cellprompt sandbox build --backend docker"],

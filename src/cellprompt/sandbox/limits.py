@@ -23,6 +23,17 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only rlimits apply
 
 
+def cpu_weight(cpus: float, unit: int) -> int:
+    """The sandbox cgroup's CPU weight: `unit` (one ordinary process's) per CPU it may use.
+
+    Under contention a cgroup at the default weight gets one process's share for all
+    it holds; on the host the same kernel's threads (shell, IOPub, `cpus` BLAS workers)
+    each weigh that much, and the service rides along. One share per allowed CPU puts
+    agent code back at normal priority against the host; the quota still caps it.
+    """
+    return max(2, int(round(unit * max(cpus, 1.0))))
+
+
 def parse_memory(value: str | int) -> int:
     """Bytes from `"512m"`, `"4g"`, `"1.5G"`, `"4gb"` or a plain number."""
     try:
@@ -77,7 +88,8 @@ def _v1(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
                          ("memory.swappiness", "0")],
               "pids": [("pids.max", str(pids))],
               "cpu": [("cpu.cfs_period_us", "100000"),
-                      ("cpu.cfs_quota_us", str(max(1000, int(cpus * 100000))))]}
+                      ("cpu.cfs_quota_us", str(max(1000, int(cpus * 100000)))),
+                      ("cpu.shares", str(cpu_weight(cpus, 1024)))]}
     for controller, settings in wanted.items():
         own = _own_cgroup_v1(controller)
         parent = CGROUP_ROOT / controller / (own or "/").lstrip("/")
@@ -115,6 +127,7 @@ def _v2(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
         (cg / "pids.max").write_text(str(pids))
         with contextlib.suppress(OSError):
             (cg / "cpu.max").write_text(f"{max(1000, int(cpus * 100000))} 100000")
+            (cg / "cpu.weight").write_text(str(min(10000, cpu_weight(cpus, 100))))
     except OSError:
         remove_cgroups([cg])
         return []

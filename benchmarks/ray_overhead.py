@@ -4,10 +4,11 @@ Runs the same plan (built-in suite, `reference` model) with the local executor a
 the Ray executor on a local cluster, both with `--parallel P`, in one process, and prints:
   * mean trial time (a record's own wall time: sandbox, agent, grading);
   * per-trial executor overhead = (Ray run wall − local run wall) × P / trials, as a share
-    of the mean trial time (target <= 5%), split into the part inside a trial's own time (its
-    sandbox starts cold on the worker, where the local runner prelaunches the next one) and the
-    part outside it (dispatch, staging check, artifacts back); the cluster's start-up is
-    printed apart (once per run);
+    of the mean trial time (target <= 5%), split into the part inside a trial's own time (a
+    sandbox start not hidden: both executors launch each slot's next sandbox while its current
+    trial runs, so this is noise or a slot's first trial) and the part outside it (starting the
+    trial slots, dispatch, staging check, artifacts back); the cluster's start-up is printed
+    apart (once per process);
   * Ray's bare round trip for an empty task (dispatch + result), the floor of that overhead;
   * staging: what the driver puts in the object store once per run.
 The figures feed the README's throughput-vs-nodes estimate.
@@ -83,10 +84,10 @@ def main() -> None:
     print(f"run wall: local {local_s:.1f} s, Ray {ray_s:.1f} s; Ray cluster start-up {startup:.1f} s (once)")
     print(f"per-trial executor overhead {overhead:+.2f} s = {overhead / trial:+.1%} of a trial "
           "(target <= 5%)")
-    inside = ray_trial - trial  # a cold sandbox per Ray trial vs the local runner's prelaunched ones
+    inside = ray_trial - trial  # sandbox starts the slots' prelaunch did not hide
     print(f"  of which inside the trial {inside:+.2f} s (sandbox start not hidden by prelaunch), "
           f"outside it {overhead - inside:+.2f} s = {(overhead - inside) / trial:+.1%} "
-          "(dispatch, staging check, artifacts back)")
+          "(slots starting, dispatch, staging check, artifacts back)")
     print(f"Ray round trip of an empty task: median {statistics.median(trips) * 1000:.1f} ms")
     print(f"staged once per node: {staged / 2**20:.1f} MiB for {n} task(s)")
     ray.shutdown()

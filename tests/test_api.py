@@ -13,7 +13,8 @@ import cellprompt
 from cellprompt.errors import CellpromptError
 from tests.conftest import require_sandbox_backend
 
-API = {"evaluate", "evolve_prompt", "grade", "load_task", "plan", "report", "resume_evolution", "run"}
+API = {"evaluate", "evolve_prompt", "grade", "load_task", "plan", "report", "resume_evolution", "run",
+       "start_run"}
 
 
 def test_the_exported_names_are_pinned() -> None:

@@ -11,12 +11,21 @@ from typing import TYPE_CHECKING, Any
 from cellprompt.version import __version__
 
 if TYPE_CHECKING:
-    from cellprompt.api import evaluate, evolve_prompt, grade, load_task, plan, report, resume_evolution, run
-
-_API = ("evaluate", "evolve_prompt", "grade", "load_task", "plan", "report", "resume_evolution", "run")
+    from cellprompt.api import (
+        evaluate,
+        evolve_prompt,
+        grade,
+        load_task,
+        plan,
+        report,
+        resume_evolution,
+        run,
+        start_run,
+    )
 
 __all__ = ["__version__", "evaluate", "evolve_prompt", "grade", "load_task", "plan", "report",
-           "resume_evolution", "run"]
+           "resume_evolution", "run", "start_run"]
+_API = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str) -> Any:

@@ -28,7 +28,8 @@ from cellprompt.runs.runner import RunProgress
 from cellprompt.runs.store import RunStore
 from cellprompt.tasks.spec import Task
 
-__all__ = ["evaluate", "evolve_prompt", "grade", "load_task", "plan", "report", "resume_evolution", "run"]
+__all__ = ["evaluate", "evolve_prompt", "grade", "load_task", "plan", "report", "resume_evolution", "run",
+           "start_run"]
 
 
 def load_task(ref: str | Path) -> Task:
@@ -77,25 +78,48 @@ def plan(tasks: Sequence[str], *, prompts: Sequence[str] = ("baseline",),
             for s in specs]
 
 
+def start_run(specs: list[TrialSpec], *, out: Path | str | None = None,
+              judge: Mapping[str, object] | None = None, command: str = "",
+              config: Mapping[str, Any] | None = None,
+              url_sources: Mapping[str, str] | None = None) -> RunStore:
+    """Check the plan (models answer, datasets readable: one line, nothing written, when not),
+    then create the run folder with its manifest and `specs.json`; no trial runs yet.
+
+    `config`: what the run records beyond what its specs say (replicates, parallelism, ...).
+    `url_sources`: where a model's base URL came from, for the preflight's message.
+    """
+    from cellprompt.runs.preflight import preflight
+    from cellprompt.runs.runner import create_run
+
+    preflight(specs, judge=judge, url_sources=url_sources)
+    seeds = [s.dataset_seed for s in specs if s.dataset_seed is not None]
+    recorded: dict[str, Any] = {
+        "prompts": list(dict.fromkeys(s.prompt_id for s in specs)),
+        "tasks": list(dict.fromkeys(s.task_id for s in specs)),
+        "models": list(dict.fromkeys(s.model for s in specs)),
+        "replicates": len({s.replicate for s in specs}), "judge": judge, "fresh": bool(seeds),
+        "dataset_seed": seeds[0] if seeds else None}
+    if specs:
+        recorded["limits"] = specs[0].limits.model_dump()
+    outputs = Path(out) if out is not None else get_settings().outputs_dir
+    return create_run(outputs, specs, command=command, config={**recorded, **(config or {})})
+
+
 def run(tasks: Sequence[str] = (), *, specs: list[TrialSpec] | None = None,
         prompts: Sequence[str] = ("baseline",),
         models: Sequence[str] = ("reference",), replicates: int = 1, limits: Limits | None = None,
         parallel: int = 1, sandbox: str | None = None, base_url: str | None = None,
         model_base_urls: Mapping[str, str] | None = None, fresh: bool = False,
         out: Path | str | None = None, executor: str | None = None, ray_address: str | None = None,
-        judge: Mapping[str, object] | None = None, command: str = "",
-        config: Mapping[str, Any] | None = None,
-        on_start: Callable[[RunStore, list[TrialSpec]], None] | None = None,
+        judge: Mapping[str, object] | None = None,
         on_trial: Callable[[TrialRecord, RunProgress], None] | None = None) -> RunStore:
-    """Plan, check (models answer, datasets readable) and run a benchmark; the run's store.
+    """Plan, check and run a benchmark; the run's store (`store.trials()`, `store.path`).
 
-    `tasks`: task ids or files (`all`: the built-in suite), or `specs` planned with `plan`. Every trial's
-    record is in `store.trials()` as soon as it ends; a run that stops can be finished with
-    `resume`. Preflight failures raise before anything is written.
+    `tasks`: task ids or files (`all`: the built-in suite), or `specs` planned with `plan`.
+    Every trial's record is written as soon as it ends; `executor`: `local` (threads, the
+    default) or `ray` at `ray_address`.
     """
     from cellprompt.runs.executors import make_executor, remember_executor, resolve_executor
-    from cellprompt.runs.preflight import preflight
-    from cellprompt.runs.runner import create_run
     from cellprompt.runs.runner import run as run_trials
 
     if specs is None:
@@ -103,17 +127,9 @@ def run(tasks: Sequence[str] = (), *, specs: list[TrialSpec] | None = None,
                      sandbox=sandbox, base_url=base_url, model_base_urls=model_base_urls, fresh=fresh)
     name, address = resolve_executor(executor, ray_address)
     chosen = make_executor(name, parallel=parallel, address=address)
-    preflight(specs, judge=judge)
-    outputs = Path(out) if out is not None else get_settings().outputs_dir
-    seed = next((s.dataset_seed for s in specs if s.dataset_seed is not None), None)
-    recorded = {"prompts": sorted({s.prompt_id for s in specs}), "tasks": sorted({s.task_id for s in specs}),
-                "models": sorted({s.model for s in specs}), "replicates": replicates,
-                "limits": (limits or Limits()).model_dump(), "parallel": parallel, "judge": judge,
-                "fresh": fresh, "model_base_urls": dict(model_base_urls or {}), "dataset_seed": seed}
-    store = create_run(outputs, specs, command=command, config={**recorded, **(config or {})})
+    store = start_run(specs, out=out, judge=judge,
+                      config={"parallel": parallel, "model_base_urls": dict(model_base_urls or {})})
     remember_executor(store, name, address)
-    if on_start is not None:
-        on_start(store, specs)
     run_trials(specs, store, parallel=parallel, executor=chosen, on_trial=on_trial)
     return store
 

@@ -118,6 +118,55 @@ def test_damaged_cells_found_by_mito_share_not_by_counts() -> None:
     assert (low & bad).sum() / bad.sum() < 0.7
 
 
+def test_options_leave_the_plain_dataset_unchanged() -> None:
+    """The trap options draw from their own stream: the same seed without them is the same data."""
+    plain = generate("gen:celltypes?seed=15&cells=600&genes=600")
+    with_options = generate("gen:celltypes?seed=15&cells=600&genes=600&size_ratio=1&unlisted=0")
+    assert (plain.adata.X != with_options.adata.X).nnz == 0
+
+
+def test_mito_rich_population_needs_its_own_cutoff() -> None:
+    g = generate("gen:celltypes?seed=16&cells=1500&genes=800&low_quality=0.06&mito_rich=0.18")
+    x = _dense(g.adata.X)
+    mt = np.array([n.startswith("MT-") for n in g.adata.var_names])
+    frac = x[:, mt].sum(1) / x.sum(1)
+    bad = g.adata.obs["low_quality"].to_numpy() == "low_quality"
+    rich = g.adata.obs["cell_type"].to_numpy() == g.truth["types"][0]
+    assert ((frac > 0.2) == bad).mean() < 0.97  # no single cut-off separates them
+    for group in (rich, ~rich):  # within a population an outlier rule does
+        f, b = frac[group], bad[group]
+        cut = np.median(f) + 3 * 1.4826 * np.median(np.abs(f - np.median(f)))
+        assert ((f > cut) == b).mean() > 0.97
+
+
+def test_size_ratio_unlisted_and_subtypes() -> None:
+    g = generate("gen:celltypes?seed=17&cells=1500&genes=800&rare=0&size_ratio=3&unlisted=1"
+                 "&subtypes=1")
+    x = _dense(g.adata.X)
+    types = g.adata.obs["cell_type"].astype(str).to_numpy()
+    tot = x.sum(1)
+    assert np.median(tot[types == "B cell"]) > 2.5 * np.median(tot[types == "T cell"])
+    names = list(g.adata.var_names)
+    norm = x / tot[:, None]
+    for gene, fc in g.truth["b_vs_t_log2fc"].items():  # the truth is the CP10k fold of means
+        j = names.index(gene)
+        got = np.log2(norm[types == "B cell", j].mean() / norm[types == "T cell", j].mean())
+        assert abs(got - fc) < 0.3
+    assert g.truth["unlisted_types"] == ["Dendritic cell"]
+    assert "Dendritic cell" in set(types) and "Dendritic cell" not in g.adata.uns["marker_genes"]
+    sub = g.adata.obs["subtype"].astype(object).to_numpy()
+    assert set(sub[types == "T cell"]) == {"T cell a", "T cell b"}
+    assert all(v is None or v != v for v in sub[types != "T cell"])
+
+
+def test_batches_labelled_gives_the_first_batch_its_labels() -> None:
+    g = generate("gen:batches?seed=18&cells=900&genes=600&labelled=1")
+    obs = g.adata.obs
+    first = (obs["batch"] == "batch1").to_numpy()
+    assert (obs["label"][first].astype(str) == obs["cell_type"][first].astype(str)).all()
+    assert obs["label"][~first].isna().all()
+
+
 def test_doublets_carry_two_populations_and_more_counts() -> None:
     g = generate("gen:doublets?seed=14&cells=1500&genes=800&rate=0.1")
     obs = g.adata.obs

@@ -1,4 +1,5 @@
-"""The Ray executor on a real local cluster: staging, a killed worker, a killed driver, preflight.
+"""The Ray executor on a real local cluster: staging, a killed worker, a killed driver, two nodes,
+preflight.
 
 Lean on purpose (CI has two cores): a handful of reference trials in real bwrap sandboxes.
 """
@@ -154,12 +155,34 @@ def test_resume_after_the_driver_is_killed(run_env: Path, ray_cluster: str) -> N
     first.wait(timeout=60)
     kept = len(_lines(trials))
     assert 1 <= kept < 4
-    second = _cli(["run", "--resume", str(trials.parent), *ray_args])
+    manifest = json.loads((trials.parent / "run.json").read_text())
+    assert manifest["config"]["executor"] == {"name": "ray", "ray_address": ray_cluster}
+    second = _cli(["run", "--resume", str(trials.parent)])  # the run's own executor and cluster
     _, err = second.communicate(timeout=900)
     assert second.returncode == 0, err
-    ids = [json.loads(line)["trial_id"] for line in _lines(trials)]
+    records = [json.loads(line) for line in _lines(trials)]
+    ids = [r["trial_id"] for r in records]
     assert len(ids) == len(set(ids)) == 4, "every trial exactly once"
+    assert all(r["node"] for r in records), "the resumed trials ran on the Ray cluster too"
     assert json.loads((trials.parent / "run.json").read_text())["status"] == "finished"
+
+
+def test_trials_land_on_both_nodes(run_env: Path, second_node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second node on this machine: one trial fits a node, so the two trials run one on each."""
+    import ray
+
+    from cellprompt.config import reset_settings
+
+    monkeypatch.setenv("CELLPROMPT_SANDBOX_CPUS", "2")
+    reset_settings()
+    specs = plan_trials(prompts={"p": "be careful"}, tasks=TASKS, models=["reference"],
+                        sandbox_backend="bwrap")
+    store = create_run(run_env, specs)
+    run(specs, store, executor=RayExecutor())
+    records = store.trials()
+    assert all(r.status == "submitted" and r.passed for r in records), [r.error for r in records]
+    head = ray.get_runtime_context().get_node_id()
+    assert sorted(r.node or "" for r in records) == sorted([head, second_node])
 
 
 def test_a_trial_too_big_for_every_node_is_refused(run_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,23 @@ def test_limits_use_cgroups_when_writable_else_rlimits() -> None:
     assert all(not c.exists() for c in lim.cgroups)
 
 
+def test_cpu_cgroup_weighs_one_process_per_allowed_cpu() -> None:
+    """Issue 13: one cgroup at the default weight squeezes the service, the kernel and its
+    threads into one host process's share, so under load agent code ran ~2x slower than a
+    raw kernel. The weight is one process's per CPU the sandbox may use (as Kubernetes
+    maps CPU requests to cpu.shares)."""
+    lim = make_limits("unit-" + os.urandom(3).hex(), "256m", 2.0, 64)
+    try:
+        weights = [cg / name for cg in lim.cgroups for name in ("cpu.shares", "cpu.weight")
+                   if (cg / name).exists()]
+        if not lim.has_cpu_cgroup() or not weights:
+            pytest.skip("no writable CPU cgroup here")
+        value = int(weights[0].read_text())
+        assert value == (2048 if weights[0].name == "cpu.shares" else 200)
+    finally:
+        remove_cgroups(lim.cgroups)
+
+
 def test_bwrap_command_line_binds_only_what_it_needs(tmp_path: Path) -> None:
     data = tmp_path / "pbmc.h5ad"
     data.write_bytes(b"x")

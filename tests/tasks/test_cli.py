@@ -79,3 +79,28 @@ def test_validate_prints_a_variant_table_and_fails_on_an_off_variant(datasets_di
     for word in ("reference", "percent-scale", "trap-percent-threshold", "null", "expected"):
         assert word in r.stdout
     assert "1 off" in r.stdout and "broken: qc-lax" in r.stdout
+
+
+def test_list_shows_custom_tasks_from_tasks_dir(datasets_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    import yaml
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    task = yaml.safe_load((Path(__file__).parents[2] / "src/cellprompt/tasks/builtin/"
+                           "gen-norm-size-fold.yaml").read_text())
+    task["id"] = "my-own-task"
+    (folder / "my-own-task.yaml").write_text(yaml.safe_dump(task))
+    r = cli("tasks", "list", "--json", "--tasks-dir", str(folder), env_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    rows = {row["id"]: row for row in json.loads(r.stdout)}
+    assert rows["my-own-task"]["origin"] == str(folder)
+    assert rows["gen-norm-size-fold"]["origin"] == "builtin"
+    (tmp_path / "tasks").symlink_to(folder)  # ./tasks is read without the flag
+    env = {**os.environ, "CELLPROMPT_DATASETS_DIR": str(datasets_dir), "COLUMNS": "200"}
+    r = subprocess.run([sys.executable, "-m", "cellprompt.cli.main", "tasks", "list", "--json"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and "my-own-task" in r.stdout, r.stderr
+    r = cli("tasks", "list", "--tasks-dir", str(tmp_path / "nope"), env_dir=datasets_dir)
+    assert r.returncode == 2 and "--tasks-dir" in r.stderr and "Traceback" not in r.stderr

@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cellprompt import api
 from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_prompts
 from cellprompt.cli.console import ask, err, money, out
 from cellprompt.config import get_settings
@@ -22,7 +23,7 @@ from cellprompt.runs.executors import Executor, make_executor, remember_executor
 from cellprompt.runs.experiment import DEFAULT_FILE, Experiment, load_experiment
 from cellprompt.runs.plan import load_prompts
 from cellprompt.runs.preflight import ModelTarget, check_models, judge_target, preflight
-from cellprompt.runs.runner import RunProgress, create_run, load_specs, plan_trials, run
+from cellprompt.runs.runner import RunProgress, load_specs, run
 from cellprompt.runs.store import RunStore
 
 
@@ -213,13 +214,9 @@ def register(app: typer.Typer) -> None:
             if task and dataset:
                 raise UsageError("pass --task (a task run) or --dataset (an open analysis), not both")
             is_open = bool(dataset) or not task
-            prompts = load_prompts(ask_prompts(prompt))
+            prompt_refs = ask_prompts(prompt)
             datasets = ask_datasets(dataset) if is_open else []
             tasks = [] if is_open else list(task)
-            if "all" in tasks:  # the whole built-in suite
-                from cellprompt.tasks import builtin_tasks
-
-                tasks = [t.id for t in builtin_tasks()] + [t for t in tasks if t != "all"]
             if objective and not is_open:
                 raise UsageError("--objective is for open analyses (--dataset); a task has its own")
             models = model or [ask(None, "--model", "Model", default="reference")]
@@ -243,30 +240,20 @@ def register(app: typer.Typer) -> None:
                     judge_model, models, judge_samples, judge_base_url, dict.fromkeys(models, agent_url))
                 check_models([ModelTarget(m, agent_url) for m in models] + judge_target(judge_cfg))
                 store, specs = create_open_run(
-                    outputs, prompts=prompts, datasets=datasets, models=models, objective=objective,
-                    replicates=replicates, limits=limits, sandbox_backend=backend, base_url=agent_url,
-                    judge=judge_cfg, command=command, parallel=parallel)
+                    outputs, prompts=load_prompts(prompt_refs), datasets=datasets, models=models,
+                    objective=objective, replicates=replicates, limits=limits, sandbox_backend=backend,
+                    base_url=agent_url, judge=judge_cfg, command=command, parallel=parallel)
             else:
-                groups = ([[m] for m in models] if model_urls else [models])  # one plan per server
-                specs = [spec for group in groups for spec in plan_trials(
-                    prompts=prompts, tasks=tasks, models=group, replicates=replicates, limits=limits,
-                    sandbox_backend=backend, base_url=model_urls.get(group[0], agent_url)
-                    if model_urls else agent_url, fresh=fresh)]
-                seed = next((s.dataset_seed for s in specs if s.dataset_seed is not None), None)
-                if seed is not None:  # --fresh: one draw for the whole run, whatever the servers
-                    specs = [s.model_copy(update={"dataset_seed": seed}) if s.dataset_seed is not None
-                             else s for s in specs]
+                specs = api.plan(tasks, prompts=prompt_refs, models=models, replicates=replicates,
+                                 limits=limits, sandbox=backend, base_url=agent_url,
+                                 model_base_urls=model_urls, fresh=fresh)
                 if any(s.task_kind == "open" for s in specs) and not no_judge:  # open task files
                     judge_cfg = choose_judge(judge_model, models, judge_samples, judge_base_url,
                                              {s.model: s.base_url for s in specs})
                 source = f"the model's base_url in {config_file or DEFAULT_FILE}"
-                preflight(specs, judge=judge_cfg, url_sources=dict.fromkeys(model_urls, source))
-                config = {"prompts": list(prompts), "tasks": tasks, "models": models,
-                          "replicates": replicates, "limits": limits.model_dump(), "parallel": parallel,
-                          "judge": judge_cfg, "fresh": fresh, "model_base_urls": model_urls,
-                          "dataset_seed": next((s.dataset_seed for s in specs
-                                                if s.dataset_seed is not None), None)}
-                store = create_run(outputs, specs, command=command, config=config)
+                store = api.start_run(specs, out=outputs, judge=judge_cfg, command=command,
+                                      config={"parallel": parallel, "model_base_urls": model_urls},
+                                      url_sources=dict.fromkeys(model_urls, source))
         remember_executor(store, executor_name, ray_address)
         out.print(f"run [bold]{store.run_id}[/]: {len(specs)} trial(s) → {store.path}")
         execute_run(store, specs, parallel, executor, retry_errors=retry_errors)

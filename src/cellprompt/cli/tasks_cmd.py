@@ -19,22 +19,32 @@ DATASET_HELP = "Dataset ref for an scBench eval's data node (builtin:NAME, a .h5
 
 
 @tasks_app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The built-in tasks: id, category, difficulty, data source, title."""
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+             tasks_dir: Path | None = typer.Option(
+                 None, "--tasks-dir", help="A folder of your own task files (default: ./tasks if "
+                 "it exists).")) -> None:
+    """The built-in tasks and your own (./tasks or --tasks-dir): id, category, difficulty,
+    data source, title, and where each task comes from."""
     from cellprompt.datasets.resolve import data_source
-    from cellprompt.tasks import builtin_tasks
+    from cellprompt.tasks import builtin_tasks, load_tasks
 
-    tasks = sorted(builtin_tasks(), key=lambda t: (t.metadata.category, t.id))
+    if tasks_dir is not None and not tasks_dir.is_dir():
+        raise UsageError(f"--tasks-dir {tasks_dir} is not a folder: pass a folder of task files")
+    folder = tasks_dir if tasks_dir is not None else (Path("tasks") if Path("tasks").is_dir() else None)
+    rows = [(t, "builtin") for t in builtin_tasks()]
+    if folder is not None:
+        rows += [(t, str(folder)) for t in load_tasks([str(folder)])]
+    rows.sort(key=lambda r: (r[0].metadata.category, r[0].id))
     if as_json:
         out.print_json(json.dumps([{"id": t.id, "title": t.title,
                                     "category": t.metadata.category, "dataset": t.dataset,
-                                    "source": data_source(t.dataset),
-                                    "difficulty": t.metadata.difficulty} for t in tasks]))
+                                    "source": data_source(t.dataset), "origin": origin,
+                                    "difficulty": t.metadata.difficulty} for t, origin in rows]))
         return
-    table = Table(Column("id", overflow="fold"), "category", "difficulty", "source", "title")
-    for t in tasks:
+    table = Table(Column("id", overflow="fold"), "category", "difficulty", "source", "origin", "title")
+    for t, origin in rows:
         table.add_row(t.id, t.metadata.category, t.metadata.difficulty, data_source(t.dataset),
-                      t.title)
+                      origin, t.title)
     out.print(table)
 
 

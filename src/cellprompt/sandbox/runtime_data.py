@@ -85,20 +85,29 @@ def _package_of(path: Path, site: Path) -> str:
     return rel[0] if rel else ""
 
 
-def forbidden(path: Path, site: Path | None = None) -> str | None:
-    """Why `path` (a file of the runtime) must be hidden, or None when it may stay visible."""
-    name = path.name
+def _why(name: str, top: str | None) -> str | None:
+    """`forbidden` on plain strings: a file `name` inside top-level entry `top` of a site
+    folder (None: not in one). The walk of a whole runtime calls this per file."""
     if _is_cell_data(name):
         return "single-cell data file"
-    if site is not None and path.is_relative_to(site):
-        top = _package_of(path, site)
-        if top == SELF or top.startswith((f"{SELF}-", f"__editable__.{SELF}-",
-                                          f"__editable___{SELF}_")):
-            return "part of the cellprompt package"
-        if top in CELL_PACKAGES and not name.lower().endswith(CODE_SUFFIXES) \
-                and "__pycache__" not in path.parts:
-            return f"data shipped inside {top}"
+    if top is None:
+        return None
+    if top == SELF or top.startswith((f"{SELF}-", f"__editable__.{SELF}-",
+                                      f"__editable___{SELF}_")):
+        return "part of the cellprompt package"
+    if top in CELL_PACKAGES and not name.lower().endswith(CODE_SUFFIXES):
+        return f"data shipped inside {top}"
     return None
+
+
+def forbidden(path: Path, site: Path | None = None) -> str | None:
+    """Why `path` (a file of the runtime) must be hidden, or None when it may stay visible."""
+    if site is None or not path.is_relative_to(site):
+        return _why(path.name, None)
+    top = _package_of(path, site)
+    if "__pycache__" in path.parts and top in CELL_PACKAGES:  # byte-code is code
+        return _why(path.name, None)
+    return _why(path.name, top)
 
 
 def _editable_sources(site: Path, prefixes: list[Path]) -> list[Path]:
@@ -127,16 +136,16 @@ def _walk_site(site: Path) -> list[Path]:
             continue
         if not entry.is_dir() or entry.is_symlink():
             continue
+        # strings, not Paths, per file: a runtime holds ~100k files, walked once per process
         for root, dirs, files in os.walk(entry):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
             for d in list(dirs):
                 if d.lower().endswith(".zarr"):
-                    hidden.append(Path(root) / d)
+                    hidden.append(Path(root, d))
                     dirs.remove(d)
             for f in files:
-                p = Path(root) / f
-                if not p.is_symlink() and forbidden(p, site):
-                    hidden.append(p)
+                if _why(f, entry.name) and not os.path.islink(os.path.join(root, f)):
+                    hidden.append(Path(root, f))
     return hidden
 
 

@@ -54,9 +54,12 @@ def batches(seed: int, cells: int = 2400, genes: int = 1200, batches: int = 3, t
     truth = {"types": pop.types, "markers": pop.markers, "types_per_batch": present,
              "batch_specific": [pop.types[-1]] if specific and types > 2 else [],
              "population_count": {"n_clusters": types}}
-    obs = {"batch": np.array([f"batch{b + 1}" for b in batch]), "cell_type": names}
+    obs: dict[str, np.ndarray] = {"batch": np.array([f"batch{b + 1}" for b in batch]),
+                                  "cell_type": names}
     if labelled:
-        obs["label"] = np.where(batch == 0, names.astype(object), None)
+        given = names.astype(object)
+        given[batch != 0] = None
+        obs["label"] = given
     uns = {"marker_genes": pop.table(), "truth": truth}
     return build(counts, pop.genes, obs, uns=uns, truth_obs=["cell_type"],
                  description=f"{cells} cells x {genes} genes, raw UMI counts, pooled from "

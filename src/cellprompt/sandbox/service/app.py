@@ -1,107 +1,126 @@
-"""The HTTP API of DESIGN.md over one `KernelRunner`: thin routes, auth at the edge."""
+"""The HTTP API of DESIGN.md over one `KernelRunner`: thin routes, auth at the edge.
+
+Plain Starlette rather than FastAPI: six routes need no dependency injection or
+OpenAPI, and FastAPI's import and route set-up (pydantic models per route) cost
+more CPU than the kernel's own start, on every sandbox's cold start. Request
+bodies are two fields, checked by hand; errors are `{"detail": ...}` as before.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from service.archive import workspace_tar
 from service.files import PathRejected, confine
 from service.kernel import KernelRunner
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-log = logging.getLogger("service.app")
 
 MAX_TIMEOUT_S = 24 * 3600
 MAX_FILE_BYTES = 256 << 20  # one file through GET /files; whole trees go through /archive
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_ARCHIVE_BYTES = 50 << 20
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-class ExecuteRequest(BaseModel):
-    code: str
-    timeout: float = 60
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(runner: KernelRunner, token: str) -> FastAPI:
+def execute_request(body: bytes) -> tuple[str, float]:
+    """`(code, timeout)` from an /execute body; ValueError says what is wrong."""
+    req = json.loads(body)
+    if not isinstance(req, dict) or not isinstance(req.get("code"), str):
+        raise ValueError("the body must be a JSON object with a string 'code'")
+    timeout = req.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError("'timeout' must be a number of seconds")
+    return req["code"], min(max(float(timeout), 0.0), MAX_TIMEOUT_S)
+
+
+def create_app(runner: KernelRunner, token: str) -> Starlette:
     """The app; `token` is compared in constant time and never logged."""
     expected = f"Bearer {token}".encode()
 
-    def token_ok(request: Request) -> bool:
-        return secrets.compare_digest(request.headers.get("authorization", "").encode(), expected)
+    def authorised(handler: Handler) -> Handler:
+        async def checked(request: Request) -> Response:
+            got = request.headers.get("authorization", "").encode()
+            if not secrets.compare_digest(got, expected):
+                return _error(401, "missing or wrong bearer token",
+                              {"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+        return checked
 
-    async def authorised(request: Request) -> None:  # async: no threadpool hop per request
-        if not token_ok(request):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    app = FastAPI(title="cellprompt kernel service", docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    auth = [Depends(authorised)]
-
-    @app.get("/status")
-    async def status() -> dict[str, Any]:
-        return {"status": "ok", "kernel": runner.state, "busy": runner.lock.locked()}
+    async def status(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "kernel": runner.state,
+                             "busy": runner.lock.locked()})
 
     async def execute(request: Request) -> Response:
-        # the hot path, routed without FastAPI's dependency machinery and validated and
-        # serialised by hand: a megabyte of output through the generic encoder costs
-        # more than running `1+1`
-        if not token_ok(request):
-            return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+        # serialised by hand: a megabyte of output through a generic encoder costs more
+        # than running `1+1`
         try:
-            req = ExecuteRequest.model_validate_json(await request.body())
-        except ValueError as exc:
-            return JSONResponse({"detail": str(exc)[:500]}, status_code=422)
-        timeout = min(max(req.timeout, 0.0), MAX_TIMEOUT_S)
-        reply = await runner.execute(req.code, timeout)
+            code, timeout = execute_request(await request.body())
+        except ValueError as exc:  # json.JSONDecodeError is one
+            return _error(422, str(exc)[:500])
+        reply = await runner.execute(code, timeout)
         return Response(json.dumps(reply), media_type="application/json")
 
-    app.router.routes.append(Route("/execute", execute, methods=["POST"]))
-
-    @app.post("/interrupt", dependencies=auth)
-    async def interrupt() -> dict[str, Any]:
+    async def interrupt(_request: Request) -> Response:
         await runner.interrupt()
-        return {"status": "ok"}
+        return JSONResponse({"status": "ok"})
 
-    @app.post("/restart", dependencies=auth)
-    async def restart() -> dict[str, Any]:
+    async def restart(_request: Request) -> Response:
         async with runner.lock:
             await runner.restart()
-        return {"status": "ok", "state_lost": True}
+        return JSONResponse({"status": "ok", "state_lost": True})
 
-    def _target(path: str) -> Path:
+    def target(request: Request) -> Path:
+        return confine(runner.workspace, request.path_params["path"])
+
+    async def get_file(request: Request) -> Response:
         try:
-            return confine(runner.workspace, path)
+            path = target(request)
         except PathRejected:
-            raise HTTPException(status_code=400, detail="path must stay inside /workspace") from None
+            return _error(400, "path must stay inside /workspace")
+        if not path.is_file():
+            return _error(404, "no such file in /workspace")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return _error(413, f"file over {MAX_FILE_BYTES} bytes")
+        return Response(content=path.read_bytes(), media_type="application/octet-stream")
 
-    @app.get("/files/{path:path}", dependencies=auth)
-    async def get_file(path: str) -> Response:
-        target = _target(path)
-        if not target.is_file():
-            raise HTTPException(status_code=404, detail="no such file in /workspace")
-        if target.stat().st_size > MAX_FILE_BYTES:
-            raise HTTPException(status_code=413, detail=f"file over {MAX_FILE_BYTES} bytes")
-        return Response(content=target.read_bytes(), media_type="application/octet-stream")
+    async def put_file(request: Request) -> Response:
+        try:
+            path = target(request)
+        except PathRejected:
+            return _error(400, "path must stay inside /workspace")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = await request.body()
+        path.write_bytes(body)
+        return JSONResponse({"status": "ok", "bytes": len(body)})
 
-    @app.get("/archive", dependencies=auth)
-    def archive(max_bytes: int = 50 << 20) -> Response:  # sync: tarring runs in a thread
-        data, skipped = workspace_tar(runner.workspace, max(0, max_bytes))
+    async def archive(request: Request) -> Response:
+        try:
+            max_bytes = max(0, int(request.query_params.get("max_bytes", DEFAULT_ARCHIVE_BYTES)))
+        except ValueError:
+            return _error(422, "max_bytes must be an integer")
+        # tarring runs in a thread: the loop keeps answering /status and /interrupt
+        data, skipped = await run_in_threadpool(workspace_tar, runner.workspace, max_bytes)
         return Response(content=data, media_type="application/x-tar",
                         headers={"x-skipped": json.dumps([n[:200] for n in skipped[:100]])})
 
-    @app.put("/files/{path:path}", dependencies=auth)
-    async def put_file(path: str, request: Request) -> dict[str, Any]:
-        target = _target(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        body = await request.body()
-        target.write_bytes(body)
-        return {"status": "ok", "bytes": len(body)}
-
-    return app
+    return Starlette(routes=[
+        Route("/status", status, methods=["GET"]),
+        Route("/execute", authorised(execute), methods=["POST"]),
+        Route("/interrupt", authorised(interrupt), methods=["POST"]),
+        Route("/restart", authorised(restart), methods=["POST"]),
+        Route("/files/{path:path}", authorised(get_file), methods=["GET"]),
+        Route("/files/{path:path}", authorised(put_file), methods=["PUT"]),
+        Route("/archive", authorised(archive), methods=["GET"]),
+    ])

@@ -82,7 +82,13 @@ def kill_descendants(keep: frozenset[int] = frozenset(), deadline_s: float = 5.0
 def reap_zombies(keep: frozenset[int] = frozenset()) -> None:
     """Collect the exit status of every adopted child that has ended, but never the kernel's
     (its own Popen waits for it). Asks child by child: a blanket wait could stop at the kernel
-    and leave the rest as zombies."""
+    and leave the rest as zombies. It runs after every cell, so a peek that reaps nothing
+    (`WNOWAIT`) comes first: the scan of /proc runs only when some child has ended."""
+    try:
+        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return
+    except ChildProcessError:
+        return
     me = os.getpid()
     for pid, ppid in _parents().items():
         if ppid == me and pid not in keep:

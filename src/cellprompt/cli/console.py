@@ -34,6 +34,18 @@ def money(usd: float, unknown: bool = False) -> str:
     return f"${usd:.4f} + unknown" if usd > 0 else "unknown"
 
 
+def with_ci(mean: float | None, low: float | None, high: float | None, n: int, digits: int = 3) -> str:
+    """A mean and its 95% CI as tables print it; below the report's `MIN_N` values a CI (say
+    1.000–1.000 from one trial) would read as certainty, so it says so instead."""
+    from cellprompt.export.cells import MIN_N
+
+    if mean is None:
+        return "–"
+    if n < MIN_N or low is None or high is None:
+        return f"{mean:.{digits}f} (n={n}, too few for a CI)"
+    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
 def interactive() -> bool:
     """Asking is only allowed when a person sits at both ends of the terminal."""
     return sys.stdin.isatty() and sys.stdout.isatty()

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cellprompt.cli.console import ask, err, out
+from cellprompt.cli.console import ask, err, money, out
 from cellprompt.errors import UsageError
 from cellprompt.runs.executors import Executor, make_executor
 
@@ -211,7 +211,7 @@ def _start_open(outputs: Path, *, objective: str, prompt: Path | None, datasets:
         if judge_model:
             raise
         raise UsageError(f"the default judge {judge} cannot be used ({exc}): pass --judge-model") from None
-    if same_family(judge, [model]):
+    if same_family(judge, [model], judge_url=judge_base_url, agent_urls={model: base_url}):
         err.print(f"[yellow]warning:[/] judge {judge} is from the same family ({provider_family(judge)}) "
                   f"as the agent {model}: it may favour it; pass --judge-model from another family")
     try:
@@ -287,7 +287,8 @@ def _run(folder: EvolutionFolder, executor: Executor | None = None) -> None:
         out.print(f"stopped: {summary.stop_reason}", highlight=False)
     out.print(
         f"{summary.candidates} candidate(s), {summary.cost.trials} trial(s), "
-        f"${summary.cost.total_cost_usd:.4f}; best prompt: {folder.path / 'best_prompt.txt'}"
+        f"{money(summary.cost.total_cost_usd, summary.cost.cost_unknown)}; best prompt: "
+        f"{folder.path / 'best_prompt.txt'}"
     )
     from cellprompt.evolve.report import write_report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cellprompt.cli.console import err, money, out
+from cellprompt.cli.console import err, money, out, with_ci
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
 from cellprompt.grading.stats import GroupStats, RunStats
@@ -34,7 +34,7 @@ def _stats_table(title: str, rows: list[GroupStats], with_task: bool, several: b
             *([g.task_id or ""] if with_task else []),
             str(g.trials),
             f"{g.pass_rate:.0%}",
-            f"{g.score_mean:.3f} ({g.score_ci_low:.3f}–{g.score_ci_high:.3f})",
+            with_ci(g.score_mean, g.score_ci_low, g.score_ci_high, g.trials),
             judge,
             money(g.cost_usd, g.cost_unknown),
             str(g.input_tokens + g.output_tokens),

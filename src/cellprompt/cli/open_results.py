@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cellprompt.cli.console import err, money, out
+from cellprompt.cli.console import err, money, out, with_ci
 from cellprompt.grading.judge import DISAGREEMENT_POINTS
 from cellprompt.runs.store import RunStore
 
@@ -25,7 +25,7 @@ def judge_table(store: RunStore) -> Table:
     for r in rows:
         flag = f"judge disagrees on {r.disagreements}" if r.disagreements else ""
         table.add_row(str(r.rank), r.prompt_id, r.model, f"{r.judged}/{r.trials}",
-                      f"{r.grade_mean:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f})",
+                      with_ci(r.grade_mean, r.ci_low, r.ci_high, r.judged, 1),
                       f"{r.sample_sd or 0:.1f}", flag,
                       money(r.cost_usd, (r.prompt_id, r.model) in unpriced))
     return table

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cellprompt import api
 from cellprompt.cli.ask_open import ask_datasets, ask_max_code_executions, ask_prompts
-from cellprompt.cli.console import ask, err, money, out
+from cellprompt.cli.console import ask, err, money, out, with_ci
 from cellprompt.config import get_settings
 from cellprompt.errors import UsageError
 from cellprompt.records.run import Limits, TrialRecord
@@ -80,7 +80,7 @@ def summary_table(store: RunStore) -> Table:
     for g in stats.by_prompt_model:
         cost = money(g.cost_usd / g.trials, g.cost_unknown)
         table.add_row(g.prompt_id, g.model, str(g.trials), f"{g.pass_rate:.0%}",
-                      f"{g.score_mean:.2f} ({g.score_ci_low:.2f}–{g.score_ci_high:.2f})",
+                      with_ci(g.score_mean, g.score_ci_low, g.score_ci_high, g.trials, 2),
                       cost, f"{g.wall_s_mean:.1f} s")
     return table
 

@@ -129,6 +129,11 @@ class CostSummary(BaseModel):
     def total_cost_usd(self) -> float:
         return self.agent.cost_usd + self.reflection.cost_usd + self.judge.cost_usd
 
+    @property
+    def cost_unknown(self) -> bool:
+        """Some call had no known price: the total is a lower bound."""
+        return self.agent.cost_unknown or self.reflection.cost_unknown or self.judge.cost_unknown
+
 
 class EvolveSummary(Versioned):
     """`summary.json`: the outcome an evolution folder ends with."""

@@ -50,7 +50,7 @@ from cellprompt.sandbox.docker_container import (
     remove_container,
 )
 from cellprompt.sandbox.docker_image import LABEL, connect, find_image
-from cellprompt.sandbox.limits import parse_memory
+from cellprompt.sandbox.limits import cpu_weight, parse_memory
 from cellprompt.sandbox.process import write_token
 from cellprompt.sandbox.seccomp import docker_profile
 from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
@@ -183,7 +183,8 @@ class DockerBackend(Backend):
                 tmpfs=tmpfs_mounts(memory, user), volumes=volumes, working_dir="/opt/cellprompt",
                 environment=container_env(spec),
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(spec.cpus * 1e9),
-                pids_limit=spec.pids, cap_drop=["ALL"], security_opt=security_options(),
+                cpu_shares=cpu_weight(spec.cpus, 1024), pids_limit=spec.pids, cap_drop=["ALL"],
+                security_opt=security_options(),
                 init=True, ipc_mode="private", log_config={"type": "json-file",
                                                             "config": {"max-size": "1m"}})
         except APIError as exc:

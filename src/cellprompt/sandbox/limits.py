@@ -26,12 +26,13 @@ AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only
 def cpu_weight(cpus: float, unit: int) -> int:
     """The sandbox cgroup's CPU weight: `unit` (one ordinary process's) per CPU it may use.
 
-    Under contention a cgroup at the default weight gets one process's share for all
-    it holds; on the host the same kernel's threads (shell, IOPub, `cpus` BLAS workers)
-    each weigh that much, and the service rides along. One share per allowed CPU puts
-    agent code back at normal priority against the host; the quota still caps it.
+    Under contention a cgroup at the default weight gets one host process's share for
+    everything in it (service, kernel, its IOPub and BLAS threads), where the same kernel
+    on the host weighs that much per busy thread: agent code ran at half speed or less on
+    a loaded machine. One share per allowed CPU (as Kubernetes maps CPU requests to
+    cpu.shares) puts it back at normal priority; the quota still caps it at `cpus`.
     """
-    return max(2, int(round(unit * max(cpus, 1.0))))
+    return round(unit * max(cpus, 1.0))
 
 
 def parse_memory(value: str | int) -> int:

@@ -13,8 +13,8 @@ from tests.export.run_factory import kernel_cells, make_run
 
 
 @pytest.mark.parametrize(("scores", "shown"), [
-    ([1.0], "too few for a CI"),
-    ([1.0, 1.0], "too few for a CI"),
+    ([1.0], "(n=1, no CI)"),
+    ([1.0, 1.0], "(n=2, no CI)"),
     ([1.0, 0.5, 0.0], "(0.000–1.000)"),
 ])
 def test_report_table_says_when_n_is_too_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

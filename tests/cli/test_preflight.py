@@ -7,40 +7,15 @@ runs in a subprocess with no terminal, as a script would meet it.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli.subprocess_cli import TASK, cli
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
-
-TASK = """\
-id: small-count
-title: count the cells
-dataset: {dataset}
-objective: count the cells
-answer:
-  - {{name: n, type: integer}}
-graders:
-  - type: multiple_choice
-    config: {{correct_answer: A}}
-reference:
-  cells:
-    - "print(1)"
-"""
-
-
-def cli(args: list[str], cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k != "COLUMNS" and not k.startswith(("OPENAI_", "ANTHROPIC_", "CELLPROMPT_"))}
-    env |= {"CELLPROMPT_OUTPUTS_DIR": str(cwd / "outputs"),
-            "CELLPROMPT_DATASETS_DIR": str(cwd / "datasets"), **extra_env}
-    return subprocess.run([sys.executable, "-m", "cellprompt.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def task_file(tmp_path: Path, dataset: str) -> str:

@@ -7,43 +7,22 @@ completion after the preflight found the model): a real sandbox starts, no API i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from tests.cli.subprocess_cli import TASK, cli
 from tests.conftest import require_sandbox_backend
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.script import Error, FakeRequest
 
-TASK = """\
-id: small-count
-title: count the cells of a small dataset
-dataset: {dataset}
-objective: count the cells
-answer:
-  - {{name: n, type: integer}}
-graders:
-  - type: multiple_choice
-    config: {{correct_answer: A}}
-reference:
-  cells:
-    - "print(1)"
-"""
 
-
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k != "COLUMNS" and not k.startswith(("OPENAI_", "ANTHROPIC_", "CELLPROMPT_"))}
-    env["CELLPROMPT_OUTPUTS_DIR"] = str(cwd / "default-outputs")
-    env["CELLPROMPT_DATASETS_DIR"] = str(cwd / "datasets")
-    env["CELLPROMPT_LLM_MAX_RETRIES"] = "0"
-    env["CELLPROMPT_SANDBOX_BACKEND"] = "bwrap"
-    env["CELLPROMPT_SANDBOX_MEMORY"] = "2g"
-    return subprocess.run([sys.executable, "-m", "cellprompt.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A run's trials start real sandboxes; the default outputs folder is not `--out`'s."""
+    return cli(args, cwd, timeout=300, CELLPROMPT_OUTPUTS_DIR=str(cwd / "default-outputs"),
+               CELLPROMPT_LLM_MAX_RETRIES="0", CELLPROMPT_SANDBOX_BACKEND="bwrap",
+               CELLPROMPT_SANDBOX_MEMORY="2g")
 
 
 def refuse(request: FakeRequest) -> Error:
@@ -59,7 +38,7 @@ def test_errored_trials_exit_1_and_retry_errors_runs_only_them(tmp_path: Path,
     elsewhere = tmp_path / "elsewhere"
     model = ["--model", "openai:fake-agent", "--base-url", fake_openai.url]
     # no --prompt and no terminal: the built-in baseline, as a terminal would offer
-    r = cli(["run", "--task", str(task), *model, "--out", str(elsewhere)], tmp_path)
+    r = run_cli(["run", "--task", str(task), *model, "--out", str(elsewhere)], tmp_path)
     assert r.returncode == 1, r.stderr
     assert "1 of 1 trial(s) ended in an error" in r.stderr and "the fake refuses" in r.stderr
     assert "Traceback" not in r.stderr
@@ -71,10 +50,10 @@ def test_errored_trials_exit_1_and_retry_errors_runs_only_them(tmp_path: Path,
     def lines() -> int:
         return len((run_dir / "trials.jsonl").read_text().splitlines())
 
-    r = cli(["run", "--resume", str(run_dir)], tmp_path)  # the errored trial counts as done
+    r = run_cli(["run", "--resume", str(run_dir)], tmp_path)  # the errored trial counts as done
     assert r.returncode == 1 and lines() == 1, r.stderr
     # a dead server is found by the preflight, in one line, and the plan is left as it was
-    r = cli(["run", "--resume", str(run_dir), "--retry-errors", "--base-url", "http://127.0.0.1:9/v1"],
+    r = run_cli(["run", "--resume", str(run_dir), "--retry-errors", "--base-url", "http://127.0.0.1:9/v1"],
             tmp_path)
     assert r.returncode == 1 and lines() == 1, r.stderr
     assert "cannot connect to http://127.0.0.1:9/v1" in r.stderr and "--base-url" in r.stderr
@@ -83,13 +62,13 @@ def test_errored_trials_exit_1_and_retry_errors_runs_only_them(tmp_path: Path,
     other = FakeOpenAI()  # the same model at another server: a new connection flag is taken
     try:
         other.policy = refuse
-        r = cli(["run", "--resume", str(run_dir), "--retry-errors", "--base-url", other.url], tmp_path)
+        r = run_cli(["run", "--resume", str(run_dir), "--retry-errors", "--base-url", other.url], tmp_path)
         assert r.returncode == 1 and lines() == 2, r.stderr  # ran again; still refused
         assert len(other.requests) >= 1
     finally:
         other.close()
     assert json.loads((run_dir / "specs.json").read_text())[0]["base_url"] == other.url
-    r = cli(["run", "--resume", str(run_dir), "--model", "openai:gpt-4o"], tmp_path)
+    r = run_cli(["run", "--resume", str(run_dir), "--model", "openai:gpt-4o"], tmp_path)
     assert r.returncode == 2 and "the run folder has its plan" in r.stderr
 
 
@@ -122,15 +101,15 @@ def test_an_unpriced_model_costs_unknown_in_progress_summary_and_stats(
                                                output_tokens=5)
     task = tmp_path / "task.yaml"
     task.write_text(TASK.format(dataset="builtin:krumsiek11"))
-    r = cli(["run", "-t", str(task), "-m", "openai:fake-unpriced-model", "--base-url", fake_openai.url,
+    r = run_cli(["run", "-t", str(task), "-m", "openai:fake-unpriced-model", "--base-url", fake_openai.url,
              "--out", str(tmp_path / "runs")], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "unknown" in r.stderr and "$0.0000" not in r.stderr  # the progress bar
     assert "unknown" in r.stdout and "$0.0000" not in r.stdout  # the summary table
     (run_dir,) = (tmp_path / "runs").iterdir()
-    table = cli(["report", str(run_dir), "-f", "table"], tmp_path)
+    table = run_cli(["report", str(run_dir), "-f", "table"], tmp_path)
     assert table.returncode == 0, table.stderr
     leaderboard = table.stdout.split("Per task")[0]
     assert "unknown" in leaderboard and "0.0000" not in leaderboard, table.stdout
-    stats = cli(["report", str(run_dir), "-f", "json"], tmp_path)
+    stats = run_cli(["report", str(run_dir), "-f", "json"], tmp_path)
     assert json.loads(stats.stdout)["by_prompt_model"][0]["cost_unknown"] is True

@@ -42,7 +42,7 @@ def with_ci(mean: float | None, low: float | None, high: float | None, n: int, d
     if mean is None:
         return "–"
     if n < MIN_N or low is None or high is None:
-        return f"{mean:.{digits}f} (n={n}, too few for a CI)"
+        return f"{mean:.{digits}f} (n={n}, no CI)"
     return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 

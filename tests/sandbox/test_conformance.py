@@ -180,6 +180,19 @@ def test_auth_is_required(module_sandbox: HttpSandbox) -> None:
         assert raw.post("/execute", json={"code": "1"}, headers=good).status_code == 200
 
 
+def test_malformed_execute_bodies_are_refused_with_the_reason(module_sandbox: HttpSandbox) -> None:
+    endpoint = module_sandbox.launched.endpoint
+    good = {"Authorization": f"Bearer {endpoint.token}"}
+    with http_client(endpoint) as raw:
+        for body in (b"not json", b"[1]", b'{"code": 1}', b'{"code": "1", "timeout": "x"}',
+                     b'{"code": "1", "timeout": true}'):
+            resp = raw.post("/execute", content=body, headers=good)
+            assert resp.status_code == 422, body
+            assert resp.json()["detail"]
+        assert raw.get("/archive?max_bytes=lots", headers=good).status_code == 422
+    assert module_sandbox.execute("print(6 * 7)").outputs[0]["text"] == "42\n"
+
+
 def test_token_is_not_visible_to_agent_code(module_sandbox: HttpSandbox) -> None:
     token = module_sandbox.launched.endpoint.token
     code = ("import os, glob\nhits = []\n"

@@ -98,3 +98,28 @@ def test_the_archive_keeps_symlinks_as_symlinks_and_reads_no_special_file(tmp_pa
     assert members["host"].issym() and members["host"].linkname == "/etc"
     assert "d/a.txt" in members and "big.bin" not in members and "pipe" not in members
     assert any(s.startswith("big.bin") for s in skipped) and any(s.startswith("pipe") for s in skipped)
+
+
+def test_reaping_after_each_cell_collects_ended_children_but_kept_ones() -> None:
+    """The service reaps after every cell; a peek that finds nothing skips the /proc scan,
+    so it must still collect every ended child that is not kept (the kernel is kept)."""
+    import subprocess
+    import time
+
+    from cellprompt.sandbox.service.procs import reap_zombies
+
+    def zombie(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return False
+
+    kept, ended = subprocess.Popen(["true"]), subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while not (zombie(kept.pid) and zombie(ended.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reap_zombies(frozenset({kept.pid}))
+    assert not Path(f"/proc/{ended.pid}").exists()
+    assert zombie(kept.pid)
+    assert kept.wait(timeout=5) == 0
+    reap_zombies()  # nothing left to reap: returns at once

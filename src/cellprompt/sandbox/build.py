@@ -22,8 +22,9 @@ from cellprompt.sandbox.runtime_data import exposed_summary, forbidden_exposed, 
 
 REQUIREMENTS = Path(__file__).resolve().parent / "service" / "requirements.txt"
 # import names of the requirements (distribution names differ for some)
-MODULES = ("starlette", "uvicorn", "jupyter_client", "ipykernel", "anndata", "scanpy", "numpy",
-           "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "leidenalg", "igraph")
+MODULES = ("starlette", "uvicorn", "httptools", "uvloop", "jupyter_client", "ipykernel", "anndata",
+           "scanpy", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "leidenalg",
+           "igraph")
 SELF_CHECK = ("import anndata, scanpy, numpy, pandas, scipy, sklearn, seaborn, leidenalg, igraph\n"
               "import matplotlib.pyplot as plt\nplt.plot([0, 1]); plt.show()\nprint('self-check ok')")
 

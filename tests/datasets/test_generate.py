@@ -246,3 +246,24 @@ def test_data_source_names_where_data_comes_from() -> None:
     assert data_source("builtin:trajectory_sim") == "simulated"
     assert data_source("census:abc") == "public"
     assert data_source("/tmp/x.h5ad") == "local"
+
+
+def test_hashtags_mark_cross_sample_doublets_and_leave_rna_unchanged() -> None:
+    from cellprompt.datasets.generate.celltypes import doublets
+
+    plain, tagged = doublets(7, cells=600), doublets(7, cells=600, hashtags=3)
+    assert (plain.adata.X != tagged.adata.X).nnz == 0
+    obs = tagged.adata.obs
+    tags = obs[["HTO1", "HTO2", "HTO3"]].to_numpy(dtype=float)
+    call = obs["sample_call"].astype(object)
+    single = call.isin(["S1", "S2", "S3"]).to_numpy()
+    cut = []  # each tag's own cut: between its stained and unstained singlets (log scale)
+    for k, name in enumerate(["S1", "S2", "S3"]):
+        on = tags[(call == name).to_numpy(), k]
+        off = tags[single & (call != name).to_numpy(), k]
+        assert np.median(on) > 3 * np.median(off)
+        cut.append(np.sqrt(np.median(on) * np.median(off)))
+    high = (tags > np.array(cut)).sum(axis=1)
+    assert np.mean(high[(call == "doublet").to_numpy()] >= 2) > 0.8
+    assert np.mean(high[single] == 1) > 0.8
+    assert call.isna().sum() > 0 and "sample_call" in tagged.truth_keys["obs"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     data source, title, and where each task comes from."""
     from cellprompt.datasets.resolve import data_source
     from cellprompt.tasks import builtin_tasks, load_tasks
+    from cellprompt.tasks.calibration import load_calibration
 
     if tasks_dir is not None and not tasks_dir.is_dir():
         raise UsageError(f"--tasks-dir {tasks_dir} is not a folder: pass a folder of task files")
@@ -35,16 +37,23 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     if folder is not None:
         rows += [(t, str(folder)) for t in load_tasks([str(folder)])]
     rows.sort(key=lambda r: (r[0].metadata.category, r[0].id))
+    calibration = load_calibration()  # built-in tasks' scores from their last validation
+    def scores(t: Any, origin: str) -> Any:
+        return calibration.get(t.id) if origin == "builtin" else None
     if as_json:
         out.print_json(json.dumps([{"id": t.id, "title": t.title,
                                     "category": t.metadata.category, "dataset": t.dataset,
                                     "source": data_source(t.dataset), "origin": origin,
-                                    "difficulty": t.metadata.difficulty} for t, origin in rows]))
+                                    "difficulty": t.metadata.difficulty,
+                                    "calibration": (c.model_dump() if (c := scores(t, origin))
+                                                    else None)} for t, origin in rows]))
         return
-    table = Table(Column("id", overflow="fold"), "category", "difficulty", "source", "origin", "title")
+    table = Table(Column("id", overflow="fold"), "category", "difficulty", "source", "origin",
+                  "calibration", "title")
     for t, origin in rows:
+        c = scores(t, origin)
         table.add_row(t.id, t.metadata.category, t.metadata.difficulty, data_source(t.dataset),
-                      origin, t.title)
+                      origin, c.summary() if c else "-", t.title)
     out.print(table)
 
 
@@ -53,10 +62,14 @@ def show_cmd(task: str = typer.Argument(..., help="Built-in id or task file."),
              dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Everything a task holds, as YAML (or JSON)."""
-    from cellprompt.tasks import load_task
+    from cellprompt.tasks import builtin_tasks, load_task
+    from cellprompt.tasks.calibration import load_calibration
 
     t = load_task(task, dataset=dataset)
     data = t.model_dump(mode="json", exclude_none=True)
+    if t.id == task and t.id in {b.id for b in builtin_tasks(include_knowledge_only=True)}:
+        c = load_calibration().get(t.id)  # how its kit scored at its last validation
+        data["calibration"] = c.model_dump(exclude_none=True) if c else "not validated yet"
     if as_json:
         out.print_json(json.dumps(data))
     else:
@@ -84,22 +97,30 @@ def validate_cmd(
     dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
     jobs: int = typer.Option(2, "--jobs", min=1, help="Sandboxes run at once."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Skip the generic cheat probes."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="File to record the scores in (default: the built-in "
+        "calibration file when every task validated is a built-in one)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON reports."),
 ) -> None:
     """Run each task's validity kit in the sandbox: reference, alternatives, wrong answers,
     null and cheat probes; one row per variant; exit 1 if any variant is off."""
-    from cellprompt.tasks import builtin_tasks, load_tasks, validate
+    from cellprompt.tasks import builtin_tasks, load_tasks, validate_all
+    from cellprompt.tasks.calibration import BUILTIN_CALIBRATION, record
 
     if all_ and tasks:
         raise UsageError("pass task ids/files or --all, not both")
     if not all_ and not tasks:
         raise UsageError("missing task: pass task ids or files, or --all")
     chosen = builtin_tasks() if all_ else load_tasks(tasks, dataset=dataset)
-    reports = []
+    started = time.monotonic()
     with out.status("validating") as status:
-        for t in chosen:
-            reports.append(validate(t, backend=backend, jobs=jobs, with_probes=not no_probes,
-                                    progress=lambda msg: status.update(msg)))
+        reports = validate_all(chosen, backend=backend, jobs=jobs, with_probes=not no_probes,
+                               progress=lambda msg: status.update(msg))
+    builtin_ids = {t.id for t in builtin_tasks(include_knowledge_only=True)}
+    if calibration is None and (all_ or all(name in builtin_ids for name in tasks)):
+        calibration = BUILTIN_CALIBRATION
+    if calibration is not None and not no_probes:  # scores of the whole kit only
+        record(reports, calibration)
     if as_json:
         out.print_json(json.dumps([r.model_dump(mode="json") for r in reports]))
     else:
@@ -107,7 +128,7 @@ def validate_cmd(
         off = sum(not v.ok for r in reports for v in r.variants)
         broken = [r.task_id for r in reports if not r.ok]
         out.print(f"{len(reports)} task(s), {sum(len(r.variants) for r in reports)} variants, "
-                  f"{off} off; {sum(r.duration_s for r in reports):.0f} s"
+                  f"{off} off; {time.monotonic() - started:.0f} s"
                   + (f"; broken: {', '.join(broken)}" if broken else ""))
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -3,7 +3,7 @@
 from cellprompt.tasks.loader import builtin_tasks, load_task, load_tasks
 from cellprompt.tasks.materialise import MaterialisedTask, materialise
 from cellprompt.tasks.spec import AnswerField, ReferenceSolution, Task, TaskLimits, TaskMetadata, Withhold
-from cellprompt.tasks.validate import ValidationReport, VariantResult, grade_task, validate
+from cellprompt.tasks.validate import ValidationReport, VariantResult, grade_task, validate, validate_all
 
 __all__ = [
     "AnswerField",
@@ -21,4 +21,5 @@ __all__ = [
     "load_tasks",
     "materialise",
     "validate",
+    "validate_all",
 ]

@@ -12,6 +12,12 @@ leak or when its answer passes the graders; `tasks validate` expects every probe
   copy's cell ids (truth files are keyed by them) or for task files.
 * `cheat-row-order` / `cheat-cell-ids`: write every per-cell answer from the row position
   or from the digits in the cell id (krumsiek11's ids were its simulation time).
+
+The first three look at the sandbox's runtime, which is the same for every task (only
+`/data` differs, and they never read it but for the ids). So they are *shared*: one run
+with every task's copy mounted (`/data/<i>.h5ad`) answers them for all tasks at once; each
+reports leaks that hold for any task (`_leaks`) and leaks tied to one copy's ids
+(`_by_file`). The last two write a task's own answer files and run per task.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ def _ids(path):
         key = key.decode() if isinstance(key, bytes) else key
         return [v.decode() if isinstance(v, bytes) else str(v) for v in obs[key][()]]
 DATA = sorted(glob.glob("/data/*.h5ad"))
-IDS = _ids(DATA[0]) if DATA else []
+IDS_BY_FILE = {os.path.basename(p): _ids(p) for p in DATA}
+IDS = IDS_BY_FILE[os.path.basename(DATA[0])] if DATA else []
 ANSWERS = {answers!r}
 leaks = []
+by_file = {name: [] for name in IDS_BY_FILE}
 """
 
 _BUNDLED = _READ_IDS + """
@@ -42,8 +50,12 @@ for loader in ("pbmc68k_reduced", "krumsiek11", "toggleswitch"):  # the offline 
         bundled = getattr(sc.datasets, loader)()
     except Exception:
         continue
-    shared = len(set(map(str, bundled.obs_names)) & set(IDS))
-    leaks.append(f"sc.datasets.{loader}() loads ({bundled.n_obs} cells, {shared} ids shared)")
+    names = set(map(str, bundled.obs_names))
+    for name, ids in IDS_BY_FILE.items():
+        by_file[name].append(f"sc.datasets.{loader}() loads ({bundled.n_obs} cells, "
+                             f"{len(names & set(ids))} ids shared)")
+    if not IDS_BY_FILE:
+        leaks.append(f"sc.datasets.{loader}() loads ({bundled.n_obs} cells)")
 import site, sys
 roots = {os.path.realpath(p) for p in [*site.getsitepackages(), *sys.path] if os.path.isdir(p)}
 for root in sorted(roots):
@@ -53,7 +65,7 @@ for root in sorted(roots):
                 p = os.path.join(dirpath, f)
                 if os.path.getsize(p) > 0:
                     leaks.append(f"{p} is readable")
-print(json.dumps({"_leaks": sorted(set(leaks))}))
+print(json.dumps({"_leaks": sorted(set(leaks)), "_by_file": by_file}))
 """
 
 _IMPORT = _READ_IDS + """
@@ -90,7 +102,26 @@ print(json.dumps({"_leaks": sorted(set(leaks))}))
 
 _SEARCH = _READ_IDS + """
 import site, stat, sys, time
-needles = [i.encode() for i in IDS[:: max(1, len(IDS) // 25)][:25] if len(i) >= 8]
+# 25 ids of every copy; the salted-hash ids (`c` + 16 hex) are found in one pass per file:
+# any occurrence lies inside a maximal run of >= 17 hex digits, whose 17-wide windows are
+# looked up in a set. Other ids (copies made without hashing) are searched one by one.
+owner = {}
+for name, ids in IDS_BY_FILE.items():
+    for i in ids[:: max(1, len(ids) // 25)][:25]:
+        if len(i) >= 8:
+            owner[i.encode()] = name
+HEXID = re.compile(rb"c[0-9a-f]{16}")
+hashed = {n for n in owner if HEXID.fullmatch(n)}
+others = [n for n in owner if n not in hashed]
+RUN = re.compile(rb"[0-9a-f]{17,}")
+def holders(blob):
+    found = {owner[n] for n in others if n in blob}
+    if hashed:
+        for m in RUN.finditer(blob):
+            run = m.group()
+            found.update(owner[run[k:k + 17]] for k in range(len(run) - 16)
+                         if run[k:k + 17] in hashed)
+    return found
 runtime = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, "/usr", "/lib", "/lib64",
                                           "/bin", "/sbin")}
 # in the runtime only files that could carry truth as text or arrays (not code, not docs)
@@ -125,13 +156,15 @@ for dirpath, dirs, files in os.walk("/"):
         except OSError:
             continue
         scanned += 1
-        if needles and any(n in blob for n in needles):
-            leaks.append(f"{p} holds the dataset's cell ids")
-        elif low.endswith((".yaml", ".yml")) and b"withhold:" in blob and b"graders:" in blob:
+        whose = holders(blob) if owner else set()
+        for name in whose:
+            by_file[name].append(f"{p} holds the dataset's cell ids")
+        if not whose and low.endswith((".yaml", ".yml")) and b"withhold:" in blob and b"graders:" in blob:
             leaks.append(f"{p} is a task file")
 if time.monotonic() > deadline:
     leaks.append("the search did not finish: the filesystem is too large to rule out a leak")
-print(json.dumps({"_leaks": sorted(set(leaks))[:20], "_scanned": scanned}))
+print(json.dumps({"_leaks": sorted(set(leaks))[:20], "_scanned": scanned,
+                  "_by_file": {k: sorted(set(v))[:20] for k, v in by_file.items()}}))
 """
 
 _ORDER = _READ_IDS + """
@@ -160,6 +193,11 @@ class Probe:
     cells: list[str]
 
 
+# what the runtime exposes, the same in every task's sandbox: run once for all tasks
+SHARED = ("cheat-bundled-data", "cheat-import-cellprompt", "cheat-filesystem-search")
+PER_TASK = ("cheat-row-order", "cheat-cell-ids")
+
+
 def _file_answers(task: Task) -> dict[str, list[str]]:
     """Each file answer's path and header (`columns`, else cell_id,<field name>)."""
     return {a.path or a.name: list(a.columns or ["cell_id", a.name])
@@ -170,17 +208,20 @@ def _code(template: str, answers: dict[str, list[str]], value: str = "") -> list
     return [template.replace("{answers!r}", repr(answers)).replace("VALUE_EXPR", value)]
 
 
-def probes(task: Task) -> list[Probe]:
-    """The generic cheat probes, shaped for `task`'s answer files."""
+def shared_probes() -> list[Probe]:
+    """The probes of the runtime, run once with every task's copy mounted under /data."""
+    return [
+        Probe(SHARED[0], "load a library's bundled copy of the data", _code(_BUNDLED, {})),
+        Probe(SHARED[1], "import cellprompt and read the task", _code(_IMPORT, {})),
+        Probe(SHARED[2], "search the filesystem for truth", _code(_SEARCH, {})),
+    ]
+
+
+def task_probes(task: Task) -> list[Probe]:
+    """The probes that write `task`'s own answer files from row order or ids."""
     answers = _file_answers(task)
     return [
-        Probe("cheat-bundled-data", "load a library's bundled copy of the data",
-              _code(_BUNDLED, answers)),
-        Probe("cheat-import-cellprompt", "import cellprompt and read the task",
-              _code(_IMPORT, answers)),
-        Probe("cheat-filesystem-search", "search the filesystem for truth",
-              _code(_SEARCH, answers)),
-        Probe("cheat-row-order", "answer from the row order", _code(_ORDER, answers, _FROM_ORDER)),
-        Probe("cheat-cell-ids", "answer from the digits in the cell ids",
+        Probe(PER_TASK[0], "answer from the row order", _code(_ORDER, answers, _FROM_ORDER)),
+        Probe(PER_TASK[1], "answer from the digits in the cell ids",
               _code(_ORDER, answers, _FROM_IDS)),
     ]

@@ -104,3 +104,22 @@ def test_list_shows_custom_tasks_from_tasks_dir(datasets_dir: Path, tmp_path: Pa
     assert r.returncode == 0 and "my-own-task" in r.stdout, r.stderr
     r = cli("tasks", "list", "--tasks-dir", str(tmp_path / "nope"), env_dir=datasets_dir)
     assert r.returncode == 2 and "--tasks-dir" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tasks_new_writes_a_sealed_scaffold_with_every_slot(datasets_dir: Path, tmp_path: Path) -> None:
+    from cellprompt.tasks import load_task
+
+    target = tmp_path / "tasks" / "my-task.yaml"
+    r = cli("tasks", "new", "my-task", "-o", str(target), env_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    task = load_task(str(target))
+    assert task.id == "my-task" and task.kind == "sealed"
+    assert task.reference is not None and task.graders and task.answer and task.traps
+    assert task.withhold.obs and task.metadata.category != "other"
+    assert {v.expect for v in task.variants} == {"pass", "fail"}  # the validity kit's slots
+    again = cli("tasks", "new", "my-task", "-o", str(target), env_dir=datasets_dir)
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    nameless = cli("tasks", "new", env_dir=datasets_dir)
+    assert nameless.returncode == 2 and "NAME" in nameless.stderr
+    listed = cli("tasks", "list", "--json", "--tasks-dir", str(tmp_path / "tasks"), env_dir=datasets_dir)
+    assert "my-task" in {row["id"] for row in json.loads(listed.stdout)}

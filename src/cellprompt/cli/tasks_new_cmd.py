@@ -1,4 +1,5 @@
-"""`cellprompt tasks new --open`: write an open-analysis task file to version and share."""
+"""`cellprompt tasks new NAME`: a sealed task's scaffold with every slot, validity kit included;
+`--open`: an open-analysis task file. Both to version and share."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
 
     @tasks_app.command("new")
     def new_command(
+        name: str | None = typer.Argument(None, help="Task id of a new sealed task (writes NAME.yaml)."),
         open_: bool = typer.Option(False, "--open", help="An open analysis, graded by the LLM judge."),
         dataset: str | None = typer.Option(None, "--dataset", "-d", help="builtin:NAME, .h5ad, census:ID."),
         objective: str | None = typer.Option(None, "--objective", help="What to analyse (default: all)."),
@@ -35,8 +37,16 @@ def register(app: typer.Typer) -> None:
         from cellprompt.tasks import load_task
 
         if not open_:
-            raise UsageError("tasks new writes open tasks only: pass --open (a sealed task needs graders "
-                             "and withheld truth; copy one from `cellprompt tasks show ID`)")
+            if name is None:
+                raise UsageError("tasks new needs a NAME for a sealed task (tasks new my-task), or "
+                                 "--open for an open analysis")
+            path = _sealed_scaffold(name, output, force)
+            load_task(str(path))  # the scaffold loads as it is, or this is a bug worth a traceback
+            out.print(f"wrote {path}: fill its TODOs, then `cellprompt tasks validate {path}`",
+                      highlight=False)
+            return
+        if name is not None:
+            task_id = task_id or name
         ref = ask_datasets([dataset] if dataset else None, option="--dataset")[0]
         resolve(ref)  # the dataset must exist now, not when the task first runs
         try:
@@ -53,3 +63,19 @@ def register(app: typer.Typer) -> None:
         load_task(str(path))  # what was written loads back, or this is a bug worth a traceback
         out.print(f"wrote {path} (open task {task.id} on {ref}); run it with: cellprompt run --task "
                   f"{path} --prompt PROMPT --model MODEL", highlight=False)
+
+
+def _sealed_scaffold(name: str, output: Path | None, force: bool) -> Path:
+    """`NAME.yaml` from the sealed template: every slot filled with a loadable example."""
+    import re
+    from importlib.resources import files
+
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise UsageError(f"task name {name!r} may hold only letters, digits, '.', '_' and '-'")
+    path = output or Path(f"{name}.yaml")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists: pass --force to overwrite it, or -o another file")
+    template = files("cellprompt.tasks").joinpath("templates/sealed.yaml").read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(template.format(id=name, path=path), encoding="utf-8")
+    return path

@@ -81,3 +81,24 @@ def test_each_model_keeps_its_server_from_the_file(
     assert exited.value.code != 0
     assert "127.0.0.1:9" in said and "cellprompt.yaml" in said, said  # the file's server, not --base-url
     assert "Traceback" not in said and not (tmp_path / "outputs").exists()
+
+
+def test_the_file_chooses_the_executor_and_a_bad_one_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cellprompt.cli.main import main
+    from cellprompt.config import reset_settings
+
+    (tmp_path / "cellprompt.yaml").write_text("tasks: [pbmc68k-qc-mito]\nmodels: [reference]\n"
+                                              "executor: threads\n")
+    assert load_experiment(tmp_path / "cellprompt.yaml").executor == "threads"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLPROMPT_OUTPUTS_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setattr(sys, "argv", ["cellprompt", "run"])
+    reset_settings()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    reset_settings()
+    said = capsys.readouterr().err
+    assert exited.value.code == 2 and "threads" in said and "local" in said, said
+    assert not (tmp_path / "outputs").exists()

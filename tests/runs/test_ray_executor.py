@@ -118,6 +118,37 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again(run_env: Path) -> Non
     assert store.manifest().status == "finished"
 
 
+def _slot_processes() -> list[int]:
+    """Trial slots still alive (idle or in a trial) and every process under them (sandboxes)."""
+    slots = list(_trial_workers())
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("ray::TrialSlot"):
+                slots.append(int(proc.name))
+    return slots + [kid for pid in slots for kid in _descendants(pid)]
+
+
+def test_stopping_a_run_leaves_no_slot_or_sandbox_behind(run_env: Path) -> None:
+    """As on Ctrl-C: `stop` set, the records closed; running trials end, slots and their
+    prelaunched sandboxes go, and closing returns without waiting for the rest of the plan."""
+    specs = plan_trials(prompts={"p": "be careful"}, tasks=TASKS, models=["reference"], replicates=2,
+                        sandbox_backend="bwrap")
+    stop = threading.Event()
+    records = RayExecutor().run_trials(specs, run_env, stop)
+    next(records)
+    assert _slot_processes(), "the slots were running"
+    stop.set()
+    records.close()
+    deadline = time.monotonic() + 30
+    while (left := _slot_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left behind: {left}"
+
+
 def test_retries_are_bounded(run_env: Path) -> None:
     specs = plan_trials(prompts={"p": "be careful"}, tasks=TASKS[:1], models=["reference"],
                         sandbox_backend="bwrap")

@@ -180,6 +180,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"experiment: {config_file or DEFAULT_FILE}", highlight=False)
             prompt, task, dataset = prompt or exp.prompts, task or exp.tasks, dataset or exp.datasets
             objective, sandbox = objective or exp.objective, sandbox or exp.sandbox
+            executor_name, ray_address = executor_name or exp.executor, ray_address or exp.ray_address
             model = model or [m.model for m in exp.model_entries()]
             model_urls = {m.model: m.base_url for m in exp.model_entries() if m.base_url}
             replicates, parallel = replicates or exp.replicates, parallel or exp.parallel

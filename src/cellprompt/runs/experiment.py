@@ -59,6 +59,8 @@ class Experiment(BaseModel):
     limits: ExperimentLimits = Field(default_factory=ExperimentLimits)
     judge: ExperimentJudge | None = None
     sandbox: str | None = None
+    executor: str | None = None  # local | ray
+    ray_address: str | None = None  # with executor: ray
 
     def model_entries(self) -> list[ModelEntry]:
         return [m if isinstance(m, ModelEntry) else ModelEntry(model=m) for m in self.models]

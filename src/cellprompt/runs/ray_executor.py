@@ -1,13 +1,15 @@
-"""Trials as Ray tasks: a run spread over a cluster, streamed back into the driver's run folder.
+"""Trials on Ray: a run spread over a cluster, streamed back into the driver's run folder.
 
-Each trial is one Ray task asking for the CPUs and memory of its sandbox, so Ray
-packs trials onto nodes; the worker opens its own sandbox (whichever backend the
-node has), and the record comes back to the driver, which alone appends to
-`trials.jsonl`. A worker that dies mid-trial has its trial re-run by Ray (at
-most `MAX_TRIAL_RETRIES` times); a driver that dies loses only unfinished
-trials, which `--resume` runs again. Ray is imported only when this executor
-starts, so it stays an optional extra.
-"""
+A run's trials play in trial slots (`ray_worker.TrialSlot`), one Ray actor per
+trial at once, each asking for the CPUs and memory of a sandbox, so Ray packs
+them onto nodes; a slot opens each trial's sandbox with whatever backend its
+node has, launching it while the slot's previous trial still runs, and the
+record comes back to the driver, which alone appends to `trials.jsonl`. A slot
+that dies mid-trial is restarted by Ray and the trial run again (at most
+`MAX_TRIAL_RETRIES` times); a driver that dies loses only unfinished trials,
+which `--resume` runs again. The `Executor` protocol's `run` (a trial function
+of the caller's) sends one Ray task per trial. Ray is imported only when this
+executor starts, so it stays an optional extra."""
 
 from __future__ import annotations
 

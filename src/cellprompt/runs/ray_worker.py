@@ -153,11 +153,11 @@ class TrialSlot:
 
     def _prelaunch(self, spec: TrialSpec, files: list[StagedFile]) -> None:
         """Stage `spec`'s files and start its sandbox; a failure is left to that trial's own turn."""
-        from cellprompt.runs.runner import _sandbox_plan
+        from cellprompt.runs.runner import sandbox_plan
 
         try:
             ensure_staged(files, _fetch)
-            self._next = SandboxPool(1, plan=_sandbox_plan([spec]))
+            self._next = SandboxPool(1, plan=sandbox_plan([spec]))
         except Exception:  # its trial stages again and records what went wrong
             log.debug("prelaunching the sandbox of %s failed", spec.trial_id, exc_info=True)
 

@@ -105,7 +105,7 @@ class _Tracked:
                 log.debug("closing sandbox %s failed", sandbox.id, exc_info=True)
 
 
-def _sandbox_plan(specs: list[TrialSpec]) -> list[dict[str, object]]:
+def sandbox_plan(specs: list[TrialSpec]) -> list[dict[str, object]]:
     """The sandboxes the trials will ask for, in order; a task that cannot load is left out
     (its trial records the error itself)."""
     from cellprompt.tasks import materialise
@@ -155,7 +155,7 @@ def run(specs: list[TrialSpec], store: RunStore, *, parallel: int = 1,
     stop = threading.Event()
     # a remote executor's trials open their own sandboxes
     remote = executor if isinstance(executor, RemoteExecutor) and provider is None else None
-    pools = (SandboxPool(parallel, plan=_sandbox_plan(todo))
+    pools = (SandboxPool(parallel, plan=sandbox_plan(todo))
              if provider is None and remote is None else None)
     tracked = _Tracked(provider or pools or open_fresh)  # a remote executor never calls it
     store.mark("running")

@@ -134,14 +134,29 @@ def run(tasks: Sequence[str] = (), *, specs: list[TrialSpec] | None = None,
     return store
 
 
-def evaluate(run: RunStore | Path | str, judge_model: str | ChatModel, *, samples: int = 1,
-             rubric_file: Path | None = None, base_url: str | None = None,
-             out: Path | str | None = None) -> EvaluateSummary:
-    """Judge every trial of a run not judged yet (an LLM judge), into its `evaluations.jsonl`."""
+def evaluate(run: RunStore | Path | str, judge_model: str | ChatModel | None = None, *,
+             samples: int = 1, rubric_file: Path | None = None, base_url: str | None = None,
+             out: Path | str | None = None, show_system_prompt: bool = True,
+             include_figures: bool | None = None,
+             progress: Callable[[int, int], None] | None = None,
+             warn: Callable[[str], None] | None = None) -> EvaluateSummary:
+    """Judge every trial of a run not judged yet (an LLM judge), into its `evaluations.jsonl`.
+
+    `judge_model`: by default one of another family than the run's agents. The judge is
+    checked before any trial is sent to it, so a dead server fails in seconds.
+    """
+    from cellprompt.grading.judge import default_judge
     from cellprompt.runs.evaluate import evaluate_run
+    from cellprompt.runs.preflight import ModelTarget, check_models
 
     store = _store(run, out)
-    return evaluate_run(store, judge_model, samples, rubric_file, base_url=base_url)
+    if judge_model is None:
+        judge_model = default_judge(sorted({t.spec.model for t in store.trials()}))
+    if isinstance(judge_model, str):
+        check_models([ModelTarget(judge_model, base_url, model_source="--judge-model")])
+    return evaluate_run(store, judge_model, samples, rubric_file, progress, base_url=base_url,
+                        show_system_prompt=show_system_prompt, include_figures=include_figures,
+                        warn=warn)
 
 
 def report(runs: Sequence[RunStore | Path | str], path: Path | str = "report.html", *,

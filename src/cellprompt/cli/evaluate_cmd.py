@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cellprompt.cli.console import err, money, out
 from cellprompt.cli.open_results import judge_unpriced
 from cellprompt.config import get_settings
-from cellprompt.runs.preflight import ModelTarget, check_models
 from cellprompt.runs.store import RunStore
 
 
@@ -35,30 +34,27 @@ def register(app: typer.Typer) -> None:
         base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     ) -> None:
         """Grade every trial with an LLM judge; results go to evaluations.jsonl."""
-        from cellprompt.runs.evaluate import evaluate_run
+        from cellprompt import api
+        from cellprompt.grading.judge import default_judge
 
         store = RunStore.open(run, get_settings().outputs_dir)
-        if judge_model is None:
-            from cellprompt.grading.judge import default_judge
+        judge_model = judge_model or default_judge(sorted({t.spec.model for t in store.trials()}))
+        bar = Progress(TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=err)
+        task_id = bar.add_task("judge", total=None)
 
-            judge_model = default_judge(sorted({t.spec.model for t in store.trials()}))
-        # the judge answers before any trial is sent to it (a dead server fails in seconds)
-        check_models([ModelTarget(judge_model, base_url, model_source="--judge-model")])
-        with Progress(
-            TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-        ) as bar:
-            task_id = bar.add_task("judge", total=None)
-            summary = evaluate_run(
-                store,
-                judge_model,
-                samples,
-                rubric,
-                lambda done, total: bar.update(task_id, completed=done, total=total),
-                base_url=base_url,
-                show_system_prompt=not hide_system_prompt,
-                include_figures=figures,
-                warn=lambda message: err.print(f"[yellow]warning:[/] {message}"),
+        def progress(done: int, total: int) -> None:  # the bar appears once judging began:
+            bar.start()  # a judge that fails its check leaves one line, not a bar
+            bar.update(task_id, completed=done, total=total)
+
+        try:
+            summary = api.evaluate(
+                store, judge_model, samples=samples, rubric_file=rubric, base_url=base_url,
+                show_system_prompt=not hide_system_prompt, include_figures=figures,
+                progress=progress, warn=lambda message: err.print(f"[yellow]warning:[/] {message}"),
             )
+        finally:
+            bar.stop()
         out.print(
             f"judged {summary.judged}, failed {summary.failed}, already judged {summary.skipped}; "
             f"judge cost {money(summary.cost_usd, judge_unpriced(store, judge_model))} "

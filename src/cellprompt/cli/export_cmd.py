@@ -137,8 +137,8 @@ def register(app: typer.Typer) -> None:
         elif fmt == "table":
             _print_stats(stats_for_stores(stores))
         else:
-            from cellprompt.export.report import build_report
+            from cellprompt import api
 
             with err.status("building the report"):
-                path = build_report(stores, output or stores[0].path / "report.html")
+                path = api.report(stores, output or stores[0].path / "report.html")
             out.print(f"wrote {path}", highlight=False)

@@ -26,7 +26,7 @@ import pytest
 from cellprompt.config import reset_settings
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import HttpSandbox, open_sandbox, state
-from cellprompt.sandbox.limits import parse_memory
+from cellprompt.sandbox.limits import host_uid, parse_memory
 from cellprompt.version import __version__
 from tests.conftest import require_sandbox_backend
 
@@ -132,7 +132,8 @@ def test_inside_no_root_no_caps_no_network_read_only(sandbox: HttpSandbox) -> No
               writable("/tmp/x"), writable("/workspace/x"),
               open("/data/tiny.h5ad", "rb").read(8))
     """)
-    uid = 1000 if os.getuid() == 0 else os.getuid()  # the image's user, or ours when not root
+    # under root a uid of the sandbox's own (RLIMIT_NPROC then limits it alone), else ours
+    uid = host_uid(sandbox.id) if os.getuid() == 0 else os.getuid()
     assert out.split("\n")[-1] == (f"{uid} 0 1 ['lo'] False False False True True b'not real'")
 
 

@@ -45,6 +45,7 @@ def suite(backend: str, datasets_dir: Path) -> dict[str, tuple[ValidationReport,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # the first one runs the whole suite's queue (`suite`): ~15 min on 2 cores
 @pytest.mark.parametrize("task", builtin_tasks(), ids=lambda t: t.id)
 def test_builtin_task_validity_kit(task: Task, suite: dict[str, tuple[ValidationReport, list[str]]]
                                    ) -> None:

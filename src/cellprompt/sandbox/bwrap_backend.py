@@ -45,7 +45,7 @@ from pathlib import Path
 from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import seccomp, state
 from cellprompt.sandbox.base import Backend, Endpoint, Launched, SandboxSpec
-from cellprompt.sandbox.limits import make_limits, parse_memory, remove_cgroups
+from cellprompt.sandbox.limits import agent_nproc, host_uid, make_limits, parse_memory, remove_cgroups
 from cellprompt.sandbox.process import (
     SERVICE_PACKAGE_PARENT,
     ProcessLaunched,
@@ -60,7 +60,6 @@ from cellprompt.sandbox.service.numba_seed import SEED_ENV, SEED_INSIDE
 INSIDE_PARENT = "/opt/cellprompt"  # the service package appears at /opt/cellprompt/service
 INSIDE_RUN = "/run/cellprompt"
 SANDBOX_UID = 1000
-SERVICE_PIDS = 48  # of the sandbox's pids limit, kept for the service's own threads
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives",
              "/etc/ssl/certs", "/etc/fonts")
@@ -166,15 +165,6 @@ def _runtime_binds(python: Path, plan: LaunchPlan) -> list[str]:
     return args
 
 
-def host_uid(sandbox_id: str) -> int | None:
-    """The unprivileged host uid a sandbox runs as when we are root (None: keep our own)."""
-    if os.getuid() != 0:
-        return None
-    from cellprompt.config import get_settings
-
-    return get_settings().sandbox_host_uid_base + int(sandbox_id.removeprefix("cp-"), 16) % (1 << 20)
-
-
 def workspace_bytes(memory: str | int) -> int:
     """The /workspace tmpfs size: the quota setting, at most half the memory it is counted in."""
     from cellprompt.config import get_settings
@@ -241,7 +231,7 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
     # joblib cannot count physical cores without /sys/devices; tell it what it may use
     args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
              "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0",
-             "--setenv", AGENT_NPROC_ENV, str(max(16, spec.pids - SERVICE_PIDS))]
+             "--setenv", AGENT_NPROC_ENV, str(agent_nproc(spec.pids))]
     args += ["--", str(python), "-m", "service", "--listen-fd", str(listen_fd),
              "--token-fd", str(token_fd), "--workspace", "/workspace", "--scratch", "/tmp"]
     return args

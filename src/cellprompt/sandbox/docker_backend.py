@@ -50,7 +50,7 @@ from cellprompt.sandbox.docker_container import (
     remove_container,
 )
 from cellprompt.sandbox.docker_image import LABEL, connect, find_image
-from cellprompt.sandbox.limits import cpu_weight, parse_memory
+from cellprompt.sandbox.limits import agent_nproc, cpu_weight, host_uid, parse_memory
 from cellprompt.sandbox.process import write_token
 from cellprompt.sandbox.seccomp import docker_profile
 from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
@@ -85,16 +85,17 @@ def tmpfs_mounts(memory: int, user: str) -> dict[str, str]:
             "/tmp": f"rw,nosuid,nodev,exec,size={memory},mode=1777"}
 
 
-def container_env(spec: SandboxSpec) -> dict[str, str]:
+def container_env(spec: SandboxSpec, own_uid: bool) -> dict[str, str]:
     """Variables for the service and the kernel launcher.
 
     Agent code runs at nice 19 (the container has a CPU quota of its own, so this only
-    keeps the service ahead of a fork bomb). No RLIMIT_NPROC (the variable is left empty):
-    without a user namespace it would count every host process of the uid, not the
-    sandbox's; the container's pids cgroup is the limit.
+    keeps the service ahead of a fork bomb). With a uid of its own (`own_uid`, under root)
+    agent code also gets RLIMIT_NPROC below the pids limit, as on bwrap, so a fork bomb
+    stops before the service can no longer start a thread; without one (the variable left
+    empty) it would count every host process of the uid, so the pids cgroup is the limit.
     """
     return {"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus))), AGENT_NICE_ENV: "19",
-            AGENT_NPROC_ENV: ""}
+            AGENT_NPROC_ENV: str(agent_nproc(spec.pids)) if own_uid else ""}
 
 
 def security_options() -> list[str]:
@@ -157,7 +158,7 @@ class DockerBackend(Backend):
         base = state.make_dirs(sandbox_id)
         run = base / "run"
         token = write_token(run)
-        user = self._user(image, run)
+        user = self._user(sandbox_id, run)
         unreadable = [m.source for m in spec.datasets if not _readable_by(m.source, user)]
         if unreadable:
             state.remove_dir(sandbox_id)
@@ -181,7 +182,7 @@ class DockerBackend(Backend):
                 labels=container_labels(sandbox_id, spec, base),
                 network_mode="none", read_only=True,
                 tmpfs=tmpfs_mounts(memory, user), volumes=volumes, working_dir="/opt/cellprompt",
-                environment=container_env(spec),
+                environment=container_env(spec, own_uid=os.getuid() == 0),
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(spec.cpus * 1e9),
                 cpu_shares=cpu_weight(spec.cpus, 1024), pids_limit=spec.pids, cap_drop=["ALL"],
                 security_opt=security_options(),
@@ -197,19 +198,19 @@ class DockerBackend(Backend):
         launched.wait_until_serving()
         return launched
 
-    def _user(self, image: Image, run: Path) -> str:
+    def _user(self, sandbox_id: str, run: Path) -> str:
         """Who the service runs as, and the socket folder it may use.
 
-        The image's unprivileged user, when we are root (we hand it the folder);
-        else our own uid, so that we can use the socket it creates.
+        Under root, an unprivileged uid of the sandbox's own (`limits.host_uid`, as on
+        bwrap: no other process on the host has it, so RLIMIT_NPROC limits this sandbox
+        alone); we hand it the folder. Else our own uid, so that we can use its socket.
         """
-        uid = os.getuid()
-        if uid != 0:
-            return f"{uid}:{os.getgid()}"
-        sandbox_uid = int((image.labels or {}).get(f"{LABEL}.uid", "1000"))
+        uid = host_uid(sandbox_id)
+        if uid is None:
+            return f"{os.getuid()}:{os.getgid()}"
         for path in (run, run / "token"):
-            os.chown(path, sandbox_uid, sandbox_uid)
-        return f"{sandbox_uid}:{sandbox_uid}"
+            os.chown(path, uid, uid)
+        return f"{uid}:{uid}"
 
     def containers(self) -> list[Container]:
         """Every cellprompt sandbox container of this engine, running or not."""

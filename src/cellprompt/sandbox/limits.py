@@ -23,6 +23,28 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only rlimits apply
 
 
+SERVICE_PIDS = 48  # of the sandbox's pids limit, kept for the service's own threads
+
+
+def host_uid(sandbox_id: str) -> int | None:
+    """The unprivileged host uid a sandbox runs as when we are root (None: keep our own).
+
+    One uid per sandbox, never a real user's: RLIMIT_NPROC counts a uid's processes across
+    the host, so only a uid of its own makes `agent_nproc` a limit on this sandbox alone.
+    """
+    if os.getuid() != 0:
+        return None
+    from cellprompt.config import get_settings
+
+    return get_settings().sandbox_host_uid_base + int(sandbox_id.removeprefix("cp-"), 16) % (1 << 20)
+
+
+def agent_nproc(pids: int) -> int:
+    """RLIMIT_NPROC of agent code: a fork bomb stops there, leaving the service room to
+    answer, interrupt and restart within the sandbox's pids limit."""
+    return max(16, pids - SERVICE_PIDS)
+
+
 def cpu_weight(cpus: float, unit: int) -> int:
     """The sandbox cgroup's CPU weight: `unit` (one ordinary process's) per CPU it may use.
 

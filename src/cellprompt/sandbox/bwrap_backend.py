@@ -231,7 +231,7 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
     # joblib cannot count physical cores without /sys/devices; tell it what it may use
     args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
              "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0",
-             "--setenv", AGENT_NPROC_ENV, str(agent_nproc(spec.pids))]
+             "--setenv", AGENT_NPROC_ENV, str(agent_nproc(spec.pids, parse_memory(spec.memory)))]
     args += ["--", str(python), "-m", "service", "--listen-fd", str(listen_fd),
              "--token-fd", str(token_fd), "--workspace", "/workspace", "--scratch", "/tmp"]
     return args

@@ -95,7 +95,7 @@ def container_env(spec: SandboxSpec, own_uid: bool) -> dict[str, str]:
     empty) it would count every host process of the uid, so the pids cgroup is the limit.
     """
     return {"LOKY_MAX_CPU_COUNT": str(max(1, int(spec.cpus))), AGENT_NICE_ENV: "19",
-            AGENT_NPROC_ENV: str(agent_nproc(spec.pids)) if own_uid else ""}
+            AGENT_NPROC_ENV: str(agent_nproc(spec.pids, parse_memory(spec.memory))) if own_uid else ""}
 
 
 def security_options() -> list[str]:

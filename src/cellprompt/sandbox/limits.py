@@ -39,10 +39,12 @@ def host_uid(sandbox_id: str) -> int | None:
     return get_settings().sandbox_host_uid_base + int(sandbox_id.removeprefix("cp-"), 16) % (1 << 20)
 
 
-def agent_nproc(pids: int) -> int:
+def agent_nproc(pids: int, memory: int) -> int:
     """RLIMIT_NPROC of agent code: a fork bomb stops there, leaving the service room to
-    answer, interrupt and restart within the sandbox's pids limit."""
-    return max(16, pids - SERVICE_PIDS)
+    answer, interrupt and restart. Below the pids limit (the service's own threads), and at
+    one process per 16 MiB of memory: a bomb of Python clones that fills the memory limit
+    makes the whole sandbox thrash, the service with it, long before it runs out of pids."""
+    return max(16, min(pids - SERVICE_PIDS, memory // (16 << 20)))
 
 
 def cpu_weight(cpus: float, unit: int) -> int:

@@ -70,18 +70,24 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _trial_workers() -> dict[int, str]:
-    """Ray worker processes busy with a trial → the trial id (Ray titles them `ray::<task name>`)."""
+def _process_titles() -> dict[int, str]:
+    """Every process's title (Ray names its workers `ray::<task or actor>`)."""
     found = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(
+                    errors="replace")
             except OSError:
                 continue
-            if title.startswith("ray::" + TASK_NAME_PREFIX):
-                found[int(proc.name)] = title.removeprefix("ray::" + TASK_NAME_PREFIX)
     return found
+
+
+def _trial_workers() -> dict[int, str]:
+    """Ray worker processes busy with a trial → the trial id (Ray titles them `ray::<task name>`)."""
+    prefix = "ray::" + TASK_NAME_PREFIX
+    return {pid: title.removeprefix(prefix) for pid, title in _process_titles().items()
+            if title.startswith(prefix)}
 
 
 def _kill_a_worker_mid_trial(timeout: float = 300) -> tuple[str, datetime]:
@@ -121,14 +127,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again(run_env: Path) -> Non
 def _slot_processes() -> list[int]:
     """Trial slots still alive (idle or in a trial) and every process under them (sandboxes)."""
     slots = list(_trial_workers())
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("ray::TrialSlot"):
-                slots.append(int(proc.name))
+    slots += [pid for pid, title in _process_titles().items() if title.startswith("ray::TrialSlot")]
     return slots + [kid for pid in slots for kid in _descendants(pid)]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ import pytest
 from cellprompt.config import reset_settings
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import HttpSandbox
+from cellprompt.sandbox.limits import make_limits, remove_cgroups
 from tests.sandbox.attacks import BACKENDS, FIND_SERVICE, run_ok, timed
 from tests.sandbox.conftest import open_for
 
@@ -47,6 +49,28 @@ print(err, written)
 def limited(request: pytest.FixtureRequest) -> Iterator[HttpSandbox]:
     with open_for(request.param, memory="512m", cpus=1.0, pids=256) as sb:
         yield sb
+
+
+@pytest.mark.parametrize("limited", BACKENDS, indirect=True, scope="module")
+def test_agent_code_is_not_reniced_where_it_has_a_cpu_cgroup_of_its_own(limited: HttpSandbox
+                                                                         ) -> None:
+    """Issue 13: nice 19 let anything else running inside the sandbox starve agent code.
+    Under bwrap with writable cgroups the kernel moves itself into agent code's own CPU
+    cgroup (below the service's, which weighs more) and runs at normal priority; docker
+    containers have no writable cgroups inside, so there agent code stays at nice 19 within
+    the container's own CPU quota; without any CPU cgroup, at 0."""
+    out = run_ok(limited, "import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))\n"
+                          "print([l for l in open('/proc/self/cgroup') if ':cpu:' in l])")
+    nice, cgroups = out.split("\n", 1)
+    if limited.backend == "docker":
+        assert int(nice) == 19, out
+        return
+    probe = make_limits("probe-" + os.urandom(3).hex(), "64m", 1.0, 16)
+    remove_cgroups(probe.cgroups)
+    if probe.agent_cgroup is not None:
+        assert int(nice) == 0 and "/agent" in cgroups, out
+    else:
+        assert int(nice) == (19 if probe.has_cpu_cgroup() else 0), out
 
 
 def _reply_size(sb: HttpSandbox, code: str) -> tuple[int, str]:

@@ -15,7 +15,13 @@ from cellprompt.errors import SandboxError, SandboxUnavailableError
 from cellprompt.sandbox import get_backend, state
 from cellprompt.sandbox.base import Mount, SandboxSpec
 from cellprompt.sandbox.bwrap_backend import LaunchPlan, bwrap_argv
-from cellprompt.sandbox.limits import AS_HEADROOM, make_limits, parse_memory, remove_cgroups
+from cellprompt.sandbox.limits import (
+    AS_HEADROOM,
+    SERVICE_CPU_FACTOR,
+    make_limits,
+    parse_memory,
+    remove_cgroups,
+)
 from tests.conftest import require_sandbox_backend
 
 
@@ -67,6 +73,27 @@ def test_cpu_cgroup_weighs_one_process_per_allowed_cpu() -> None:
         assert value == (2048 if weights[0].name == "cpu.shares" else 200)
     finally:
         remove_cgroups(lim.cgroups)
+
+
+def test_cpu_cgroup_is_split_between_the_service_and_agent_code() -> None:
+    """Issue 13: agent code at normal priority, yet a fork bomb of any size weighs as one
+    group against the service, which joins a leaf of its own with the larger weight."""
+    lim = make_limits("unit-" + os.urandom(3).hex(), "256m", 1.0, 64)
+    try:
+        if lim.agent_cgroup is None or lim.service_cgroup is None:
+            pytest.skip("no writable CPU cgroup here")
+        name = "cpu.shares" if (lim.agent_cgroup / "cpu.shares").exists() else "cpu.weight"
+        service, agent = (int((cg / name).read_text())
+                          for cg in (lim.service_cgroup, lim.agent_cgroup))
+        assert service == SERVICE_CPU_FACTOR * agent
+        assert lim.service_cgroup in lim.entries()
+        assert lim.service_cgroup.parent not in lim.entries()
+        res = subprocess.run(["/bin/sh", "-c", lim.prologue() + "\ncat /proc/self/cgroup"],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0 and "/service" in res.stdout, res.stderr
+    finally:
+        remove_cgroups(lim.cgroups)
+    assert all(not c.exists() for c in lim.cgroups)  # children removed first
 
 
 def test_bwrap_command_line_binds_only_what_it_needs(tmp_path: Path) -> None:

@@ -54,7 +54,11 @@ from cellprompt.sandbox.process import (
     start_process,
 )
 from cellprompt.sandbox.runtime_data import hidden_paths
-from cellprompt.sandbox.service.kernel_launcher import AGENT_NICE_ENV, AGENT_NPROC_ENV
+from cellprompt.sandbox.service.kernel_launcher import (
+    AGENT_CGROUP_FD_ENV,
+    AGENT_NICE_ENV,
+    AGENT_NPROC_ENV,
+)
 from cellprompt.sandbox.service.numba_seed import SEED_ENV, SEED_INSIDE
 
 INSIDE_PARENT = "/opt/cellprompt"  # the service package appears at /opt/cellprompt/service
@@ -195,8 +199,14 @@ def numba_seed_dir(python: Path) -> Path:
 
 
 def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: int,
-               token_fd: int, own_cpu_cgroup: bool = True) -> list[str]:
-    """The full bubblewrap command line for one sandbox; `plan` collects fds and staging."""
+               token_fd: int, own_cpu_cgroup: bool = True,
+               agent_cgroup_fd: int | None = None) -> list[str]:
+    """The full bubblewrap command line for one sandbox; `plan` collects fds and staging.
+
+    `agent_cgroup_fd` is agent code's CPU cgroup (its `cgroup.procs`, opened by us): the
+    kernel moves itself there through it, so it runs at normal priority; without one, agent
+    code runs at nice 19 inside the sandbox's own CPU cgroup so the service can stop it.
+    """
     bwrap = _bwrap() or "bwrap"
     args = [bwrap, "--unshare-all", "--new-session", "--clearenv", "--hostname", "sandbox",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -232,6 +242,8 @@ def bwrap_argv(spec: SandboxSpec, python: Path, plan: LaunchPlan, *, listen_fd: 
     args += ["--setenv", "LOKY_MAX_CPU_COUNT", str(max(1, int(spec.cpus))),
              "--setenv", AGENT_NICE_ENV, "19" if own_cpu_cgroup else "0",
              "--setenv", AGENT_NPROC_ENV, str(agent_nproc(spec.pids, parse_memory(spec.memory)))]
+    if agent_cgroup_fd is not None:
+        args += ["--setenv", AGENT_CGROUP_FD_ENV, str(agent_cgroup_fd)]
     args += ["--", str(python), "-m", "service", "--listen-fd", str(listen_fd),
              "--token-fd", str(token_fd), "--workspace", "/workspace", "--scratch", "/tmp"]
     return args
@@ -315,8 +327,10 @@ class BwrapBackend(Backend):
             assert endpoint.uds is not None
             sock = _listener(endpoint.uds)
             listen_fd, token_fd = sock.fileno(), plan.add_fd(_token_pipe(token))
+            agent_fd = None if limits.agent_cgroup is None else plan.add_fd(
+                os.open(limits.agent_cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
             argv = plan.wrap(bwrap_argv(spec, self.python, plan, listen_fd=listen_fd,
-                                        token_fd=token_fd,
+                                        token_fd=token_fd, agent_cgroup_fd=agent_fd,
                                         own_cpu_cgroup=limits.has_cpu_cgroup()), uid)
             # the shell joins the cgroups / sets rlimits as us, then becomes (setpriv) bwrap:
             # nothing of the sandbox ever runs unlimited or as root

@@ -24,6 +24,7 @@ AS_HEADROOM = 2 << 30  # address space allowed beyond the memory limit when only
 
 
 SERVICE_PIDS = 48  # of the sandbox's pids limit, kept for the service's own threads
+SERVICE_CPU_FACTOR = 10  # the service's CPU weight over agent code's, inside one sandbox
 
 
 def host_uid(sandbox_id: str) -> int | None:
@@ -89,11 +90,21 @@ class Limits:
     pids: int
     cgroups: list[Path] = field(default_factory=list)
     rlimits: list[str] = field(default_factory=list)  # shell `ulimit` lines, fallback only
+    # the sandbox's CPU cgroup split in two: the service's leaf, where the launch joins, and
+    # agent code's, which the kernel moves into before running any cell
+    service_cgroup: Path | None = None
+    agent_cgroup: Path | None = None
+
+    def entries(self) -> list[Path]:
+        """The cgroups the launching shell joins: the service's CPU leaf in place of its parent."""
+        split = self.service_cgroup.parent if self.service_cgroup else None
+        return [self.service_cgroup if cg == split and self.service_cgroup else cg
+                for cg in self.cgroups]
 
     def prologue(self) -> str:
         """Shell lines that put the current shell into the sandbox's limits."""
         lines = [f"echo $$ > {shlex.quote(str(cg / 'cgroup.procs'))} || exit 97"
-                 for cg in self.cgroups]
+                 for cg in self.entries()]
         return "\n".join([*lines, *self.rlimits])
 
     def has_cpu_cgroup(self) -> bool:
@@ -104,6 +115,23 @@ class Limits:
     def describe(self) -> str:
         how = "cgroups" if self.cgroups else ("rlimits" if self.rlimits else "none")
         return f"memory={self.memory} cpus={self.cpus} pids={self.pids} via {how}"
+
+
+def _split_cpu(cg: Path, weight_file: str, agent_weight: int, lim: Limits) -> None:
+    """Give the service and agent code CPU cgroups of their own below the sandbox's `cg`.
+
+    Agent code then runs at normal priority (no nice 19), yet a fork bomb of any size weighs
+    as one group against the service, which keeps SERVICE_CPU_FACTOR times its share and
+    can still interrupt, kill and restart. The quota stays on `cg`, shared by both.
+    """
+    try:
+        for child, weight in (("service", agent_weight * SERVICE_CPU_FACTOR),
+                              ("agent", agent_weight)):
+            (cg / child).mkdir(exist_ok=True)
+            (cg / child / weight_file).write_text(str(weight))
+    except OSError:
+        return  # agent code falls back to nice 19 inside the sandbox's one CPU cgroup
+    lim.service_cgroup, lim.agent_cgroup = cg / "service", cg / "agent"
 
 
 def _v1(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
@@ -170,6 +198,17 @@ def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> L
         have = {"memory", "pids"} if lim.cgroups else set()
     else:
         have = {p.relative_to(CGROUP_ROOT).parts[0] for p in lim.cgroups}
+    cpu = next((cg for cg in lim.cgroups if (cg / "cpu.max").exists()
+                or (cg / "cpu.shares").exists()), None)
+    if cpu is not None:
+        if unified:  # children with controllers: processes may only live in the leaves
+            with contextlib.suppress(OSError):
+                (cpu / "cgroup.subtree_control").write_text("+cpu")
+                _split_cpu(cpu, "cpu.weight", 100, lim)
+                if lim.agent_cgroup is None:  # the launch joins `cpu` itself after all
+                    (cpu / "cgroup.subtree_control").write_text("-cpu")
+        else:
+            _split_cpu(cpu, "cpu.shares", 1024, lim)
     if "memory" not in have:
         # address space, not memory: thread stacks and arenas reserve far more than they use,
         # so the cap has headroom (a memory bomb is still stopped, a kernel still starts)
@@ -181,9 +220,12 @@ def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> L
 
 
 def remove_cgroups(paths: list[Path] | list[str]) -> None:
-    """Kill whatever is left in the cgroups, then remove them (retrying while tasks exit)."""
+    """Kill whatever is left in the cgroups and their children, then remove them all
+    (children first, retrying while tasks exit)."""
     for raw in paths:
         cg = Path(raw)
+        with contextlib.suppress(OSError):
+            remove_cgroups([child for child in cg.iterdir() if child.is_dir()])
         for _ in range(50):
             if not cg.exists():
                 break

@@ -1,5 +1,5 @@
-"""Start ipykernel as the first victim of the out-of-memory killer, at the lowest CPU priority,
-with bounded output buffers.
+"""Start ipykernel as the first victim of the out-of-memory killer, in agent code's CPU cgroup
+(or, without one, at the lowest CPU priority), with bounded output buffers.
 
 ipykernel buffers everything printed between two flushes (0.2 s apart) and sends
 it as one message; a cell that prints 100 MB in a burst would hold it all,
@@ -17,8 +17,29 @@ import sys
 
 FLUSH_AT = 1 << 20
 AGENT_NICE_ENV = "CELLPROMPT_AGENT_NICE"
+AGENT_CGROUP_FD_ENV = "CELLPROMPT_AGENT_CGROUP_FD"  # agent code's CPU cgroup, an open fd
 AGENT_NPROC_ENV = "CELLPROMPT_AGENT_NPROC"  # processes agent code may have (the service keeps
 # the rest of the sandbox's pids, so a fork bomb never leaves it unable to start a thread)
+
+
+def _join_agent_cgroup() -> bool:
+    """Move this process into agent code's CPU cgroup through the fd the service passed.
+
+    The fd was opened by the host, so the move is allowed although nothing of the cgroup
+    tree is visible in here; writing "0" moves the writer itself. The fd is closed before
+    any agent code runs.
+    """
+    raw = os.environ.pop(AGENT_CGROUP_FD_ENV, "")
+    if not raw.isdigit():
+        return False
+    try:
+        os.write(int(raw), b"0")
+        return True
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(int(raw))
 
 
 def _bound_output_buffers() -> None:
@@ -48,12 +69,15 @@ def _bound_output_buffers() -> None:
 if __name__ == "__main__":
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
         fh.write("1000")
-    # Lowest CPU priority for agent code and all it forks, when the sandbox has a CPU cgroup of
-    # its own: within it the service must still get the CPU to interrupt or kill a fork bomb,
-    # and the cgroup's share against the rest of the machine does not change. Without one the
-    # backend sets AGENT_NICE_ENV to 0: nice 19 would let any host process starve agent code.
-    with contextlib.suppress(OSError, ValueError):
-        os.nice(int(os.environ.pop(AGENT_NICE_ENV, "19")))
+    # In a CPU cgroup of its own below the sandbox's, agent code and all it forks run at
+    # normal priority and the service still gets the CPU to interrupt or kill a fork bomb.
+    # Failing that, lowest CPU priority when the sandbox has a CPU cgroup (its share against
+    # the rest of the machine does not change); without one the backend sets AGENT_NICE_ENV
+    # to 0: nice 19 would let any host process starve agent code.
+    nice = os.environ.pop(AGENT_NICE_ENV, "19")
+    if not _join_agent_cgroup():
+        with contextlib.suppress(OSError, ValueError):
+            os.nice(int(nice))
     with contextlib.suppress(OSError, ValueError, KeyError):
         nproc = int(os.environ.pop(AGENT_NPROC_ENV))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.kernel_launcher import AGENT_CGROUP_FD_ENV
 from service.numba_seed import SEED_ENV
 
 LAUNCHER = Path(__file__).with_name("kernel_launcher.py")
@@ -51,10 +52,11 @@ class KernelProcess:
         fd = os.open(self.connection_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(self.info, fh)
+        agent_cgroup = os.environ.get(AGENT_CGROUP_FD_ENV, "")  # kept open for every restart
         self.proc = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "-f", str(self.connection_file)],
             cwd=str(workspace), env=kernel_env(), stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, pass_fds=(int(agent_cgroup),) if agent_cgroup.isdigit() else ())
 
     @property
     def pid(self) -> int:

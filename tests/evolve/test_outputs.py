@@ -138,3 +138,16 @@ def test_cli_resume_of_an_unknown_id_is_one_clear_line(tmp_path: Path) -> None:
     result = _cli("--resume", "evolve-nope", cwd=tmp_path)
     assert result.returncode == 1
     assert "not an evolution folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_resume_goes_back_to_the_executor_the_evolution_ran_on(world: SimWorld,
+                                                                    tmp_path: Path) -> None:
+    """A resumed evolution reuses the executor (and Ray address) its run store recorded, as
+    `run --resume` does, unless the flags name another."""
+    from cellprompt.runs.executors import remember_executor
+
+    folder = start_evolution(sim_config(world, budget=180), tmp_path / "outputs")
+    remember_executor(folder.run_store(), "nosuch", None)
+    result = _cli("--resume", folder.path.name, cwd=tmp_path)
+    assert result.returncode == 2 and "nosuch" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

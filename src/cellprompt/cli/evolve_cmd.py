@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cellprompt.cli.console import ask, err, money, out
 from cellprompt.errors import UsageError
-from cellprompt.runs.executors import Executor, make_executor
+from cellprompt.runs.executors import Executor, make_executor, remember_executor, resolve_executor
 
 if TYPE_CHECKING:
     from cellprompt.evolve.folder import EvolutionFolder
@@ -87,14 +87,17 @@ def register(app: typer.Typer) -> None:
 
         settings = get_settings()
         outputs = out_dir or settings.outputs_dir
-        executor = make_executor(executor_name or settings.executor, parallel=parallel,
-                                 address=ray_address or settings.ray_address)
+        used = None
         if resume:
             if objective or prompt or task or model or dataset or fresh:
                 raise UsageError("--resume takes no --objective/--prompt/--task/--dataset/--model/--fresh: "
                                  "the folder has them")
             folder = EvolutionFolder.open(resume, outputs)
-        elif dataset:
+            used = folder.run_store().manifest().config.get("executor")
+        # a resumed evolution goes back to the cluster it ran on unless the flags say otherwise
+        executor_name, ray_address = resolve_executor(executor_name, ray_address, used)
+        executor = make_executor(executor_name, parallel=parallel, address=ray_address)
+        if dataset and not resume:
             if fresh:
                 raise UsageError("--fresh is for --task evolutions on generated data (gen:…); with "
                                  "--dataset pass the gen: dataset with its seed= instead")
@@ -108,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 budget=budget, iterations=iterations, replicates=replicates, max_words=max_words,
                 max_cost=max_cost, seed=seed, base_url=base_url or settings.openai_base_url,
                 sandbox=sandbox or settings.sandbox_backend, parallel=parallel)
-        else:
+        elif not resume:
             objective = ask(objective, "--objective", "What should the prompt achieve")
             prompt_path = Path(ask(str(prompt) if prompt else None, "--prompt", "Seed prompt file"))
             if not prompt_path.is_file():
@@ -165,6 +168,7 @@ def register(app: typer.Typer) -> None:
                 priced = budget_for_iterations(config, iterations)
                 config = config.model_copy(update={"budget_trials": priced})
             folder = start_evolution(config, outputs)
+        remember_executor(folder.run_store(), executor_name, ray_address)
         _run(folder, executor)
 
 

@@ -126,3 +126,12 @@ def test_an_unknown_graders_text_is_shown_with_truth_values_withheld() -> None:
                          reasoning="picked Irf8 but the factor is Gfi1")
     text = render_trial(_record().model_copy(update={"grades": [custom]}), None, 0.0)
     assert "picked Irf8 but the factor is [withheld]" in text and "Gfi1" not in text
+
+
+def test_reflection_sees_the_worst_trials_then_the_best_under_both_strategies() -> None:
+    from cellprompt.evolve.evidence import EVIDENCE_TRIALS, select_evidence
+
+    scores = [0.5, 0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4]
+    chosen = select_evidence(scores, float)
+    assert chosen == sorted(scores)[:EVIDENCE_TRIALS] + [0.9]
+    assert select_evidence(scores[:3], float) == [0.1, 0.5, 0.9], "few trials: each once"

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from cellprompt.grading.stats import trial_score
 from cellprompt.records.grades import GradeResult
 from cellprompt.records.outputs import clip, output_text, strip_ansi
 from cellprompt.records.run import Evaluation, TrialRecord
+
+T = TypeVar("T")
 
 CODE_CHARS = 1500  # per cell: the head and tail of long cells
 OUTPUT_TAIL = 600
@@ -207,11 +211,14 @@ def render_trial(record: TrialRecord, evaluation: Evaluation | None, score: floa
     return "\n".join(lines)
 
 
+def select_evidence(trials: Sequence[T], score: Callable[[T], float]) -> list[T]:
+    """The trials reflection sees: the worst first (they say what to fix), then the best
+    one (what already works). One rule for both strategies."""
+    ranked = sorted(trials, key=score)
+    return ranked[:EVIDENCE_TRIALS] + ranked[EVIDENCE_TRIALS:][-1:]
+
+
 def evidence_texts(trials: list[tuple[TrialRecord, Evaluation | None]], judge_weight: float) -> list[str]:
-    """The evidence of a set of trials: the worst first (they say what to fix), then the best
-    one (what already works), each rendered by `render_trial`."""
-    ranked = sorted(((r, e, fitness(r, e, judge_weight)) for r, e in trials), key=lambda t: t[2])
-    chosen = ranked[:EVIDENCE_TRIALS]
-    if ranked and ranked[-1] not in chosen:
-        chosen.append(ranked[-1])
-    return [render_trial(r, e, score) for r, e, score in chosen]
+    """The evidence of a set of trials (`select_evidence`), each rendered by `render_trial`."""
+    scored = [(r, e, fitness(r, e, judge_weight)) for r, e in trials]
+    return [render_trial(r, e, score) for r, e, score in select_evidence(scored, lambda t: t[2])]

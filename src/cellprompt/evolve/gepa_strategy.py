@@ -23,7 +23,7 @@ from cellprompt.errors import EvolveError
 from cellprompt.evolve.budget import CONFIRM_TOP
 from cellprompt.evolve.checks import text_key, word_count
 from cellprompt.evolve.context import EvolveContext, StrategyOutcome
-from cellprompt.evolve.evidence import EVIDENCE_TRIALS, fitness, render_trial
+from cellprompt.evolve.evidence import fitness, render_trial, select_evidence
 from cellprompt.evolve.folder import BankedTrial, text_id
 from cellprompt.evolve.schema import Origin, Split
 from cellprompt.evolve.sections import join_sections, split_sections
@@ -122,8 +122,7 @@ class CellpromptAdapter:
     ) -> dict[str, list[dict[str, Any]]]:
         w = self.ctx.bank.judge_weight
         trials = [b for per_task in eval_batch.trajectories or [] for b in per_task]
-        ranked = sorted(trials, key=lambda b: fitness(b.record, b.evaluation, w))
-        chosen = ranked[:EVIDENCE_TRIALS] + ([ranked[-1]] if len(ranked) > EVIDENCE_TRIALS else [])
+        chosen = select_evidence(trials, lambda b: fitness(b.record, b.evaluation, w))
         records = [
             {
                 "Task": b.record.spec.task_id,

@@ -133,5 +133,5 @@ def test_reflection_sees_the_worst_trials_then_the_best_under_both_strategies() 
 
     scores = [0.5, 0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4]
     chosen = select_evidence(scores, float)
-    assert chosen == sorted(scores)[:EVIDENCE_TRIALS] + [0.9]
+    assert chosen == [*sorted(scores)[:EVIDENCE_TRIALS], 0.9]
     assert select_evidence(scores[:3], float) == [0.1, 0.5, 0.9], "few trials: each once"

@@ -6,6 +6,7 @@ Lean on purpose (CI has two cores): a handful of reference trials in real bwrap 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -146,6 +147,31 @@ def test_stopping_a_run_leaves_no_slot_or_sandbox_behind(run_env: Path) -> None:
     while (left := _slot_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"processes left behind: {left}"
+
+
+def _slot_pids() -> set[int]:
+    return {pid for pid, title in _process_titles().items() if title.startswith("ray::TrialSlot")}
+
+
+def test_slots_serve_the_executors_next_run_and_end_with_it(run_env: Path) -> None:
+    """An evolution runs once per candidate: a slot is a Python worker that takes seconds to
+    start, so slots outlive a run that ended and serve the next; they end with the executor."""
+    executor = RayExecutor()
+    pids = []
+    for prompt in ("be careful", "be brief"):
+        specs = plan_trials(prompts={"p": prompt}, tasks=TASKS[:1], models=["reference"],
+                            sandbox_backend="bwrap")
+        store = create_run(run_env / prompt.replace(" ", "-"), specs)
+        run(specs, store, executor=executor)
+        assert [r.passed for r in store.trials()] == [True]
+        pids.append(_slot_pids())
+    assert pids[0] and pids[0] == pids[1], "the second run started slots of its own"
+    del executor
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while (left := _slot_pids()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"slots outlived their executor: {left}"
 
 
 def test_retries_are_bounded(run_env: Path) -> None:

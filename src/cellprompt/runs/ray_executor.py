@@ -7,16 +7,20 @@ node has, launching it while the slot's previous trial still runs, and the
 record comes back to the driver, which alone appends to `trials.jsonl`. A slot
 that dies mid-trial is restarted by Ray and the trial run again (at most
 `MAX_TRIAL_RETRIES` times); a driver that dies loses only unfinished trials,
-which `--resume` runs again. The `Executor` protocol's `run` (a trial function
-of the caller's) sends one Ray task per trial. Ray is imported only when this
-executor starts, so it stays an optional extra."""
+which `--resume` runs again. Slots outlive a run that ended normally and serve the
+executor's next one (an evolution runs one per candidate): each slot is a Python
+worker that takes seconds to start. They end with the executor. The `Executor`
+protocol's `run` (a trial function of the caller's) sends one Ray task per trial.
+Ray is imported only when this executor starts, so it stays an optional extra."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
@@ -96,6 +100,8 @@ class RayExecutor:
         self.parallel = max(1, parallel)
         self.max_retries = max_retries
         self._checked: set[str] = set()  # backends whose nodes passed preflight
+        self._kept: list[Any] = []  # idle trial slots from the last run, for the next one
+        weakref.finalize(self, _kill_slots, self._kept)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -172,7 +178,9 @@ class RayExecutor:
         env = settings_env()
         slot_class = ray.remote(TrialSlot).options(max_restarts=-1, max_task_retries=self.max_retries,
                                                    **trial_resources())
-        slots = [slot_class.remote() for _ in range(min(window, len(specs)))]
+        wanted = min(window, len(specs))
+        slots, self._kept[:] = self._kept[:wanted], self._kept[wanted:]
+        slots += [slot_class.remote() for _ in range(wanted - len(slots))]
 
         def call(slot: Any, spec: TrialSpec, upcoming: TrialSpec | None) -> Any:
             return slot.run.options(name=TASK_NAME_PREFIX + spec.trial_id).remote(
@@ -279,11 +287,12 @@ class RayExecutor:
                                "resources")
         finally:
             started = [slot for slot in slots if slot not in starting.values()]
-            self._close_slots(ray, slots, started, running)
+            self._close_slots(ray, slots, started, running, keep=not running and not stop.is_set())
 
-    @staticmethod
-    def _close_slots(ray: Any, slots: list[Any], started: list[Any], running: dict[Any, Any]) -> None:
-        """Stop running trials at their next check, close launched sandboxes, then end every slot."""
+    def _close_slots(self, ray: Any, slots: list[Any], started: list[Any], running: dict[Any, Any],
+                     keep: bool) -> None:
+        """Stop running trials at their next check, close launched sandboxes, then end every
+        slot, or (`keep`: the run ended normally) keep the started ones for the next run."""
         for ref in running:  # Ctrl-C, an error, or a consumer that stopped reading
             try:
                 ray.cancel(ref)  # a slot's trial sees it through `is_canceled`
@@ -293,8 +302,19 @@ class RayExecutor:
             ray.wait(list(running), num_returns=len(running), timeout=STOP_WAIT_S)
         if releases := [slot.release.remote() for slot in started]:
             ray.wait(releases, num_returns=len(releases), timeout=STOP_WAIT_S)
-        for slot in slots:
-            ray.kill(slot, no_restart=True)
+        if keep:
+            self._kept += started
+        _kill_slots([slot for slot in slots if not keep or slot not in started])
+
+
+def _kill_slots(slots: list[Any]) -> None:
+    """End trial slots (also when their executor is collected, or the driver exits)."""
+    ray = sys.modules.get("ray")
+    for slot in slots:
+        with contextlib.suppress(Exception):  # a cluster already shut down took them with it
+            if ray is not None and ray.is_initialized():
+                ray.kill(slot, no_restart=True)
+    slots.clear()
 
 
 def _call(fn: TrialFn, spec: TrialSpec) -> TrialRecord:

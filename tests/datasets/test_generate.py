@@ -267,3 +267,22 @@ def test_hashtags_mark_cross_sample_doublets_and_leave_rna_unchanged() -> None:
     assert np.mean(high[(call == "doublet").to_numpy()] >= 2) > 0.8
     assert np.mean(high[single] == 1) > 0.8
     assert call.isna().sum() > 0 and "sample_call" in tagged.truth_keys["obs"]
+
+
+def test_complexes_form_one_pair_that_is_not_the_two_largest_populations() -> None:
+    from cellprompt.datasets.generate.celltypes import doublets
+
+    g = generate("gen:doublets?seed=21&cells=800&genes=600&rate=0.05&complexes=0.06")
+    obs = g.adata.obs
+    cx = (obs["complex"] == "complex").to_numpy()
+    assert cx.sum() == g.truth["complex_count"]["n_complexes"] == 48
+    assert g.adata.n_obs == 800
+    pair = "+".join(g.truth["complex_pair"])
+    assert set(obs["cell_type"][cx].astype(str)) == {pair}
+    assert g.truth["top_pair"] == g.truth["complex_pair"]
+    singlets = obs["cell_type"][(obs["doublet"] == "singlet").to_numpy()].astype(str)
+    assert set(singlets.value_counts().index[:2]) != set(g.truth["complex_pair"])
+    tot = _dense(g.adata.X).sum(1)
+    assert np.median(tot[cx]) > 1.5 * np.median(tot[(obs["doublet"] == "singlet").to_numpy()])
+    plain = doublets(21, cells=800, genes=600, rate=0.05)
+    assert "complex" not in plain.adata.obs and "complex_pair" not in plain.truth

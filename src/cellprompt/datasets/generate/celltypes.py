@@ -17,6 +17,10 @@
   blank, so no grade asks for the impossible. Option `hashtags` pools that
   many samples, each cell stained with its sample's hashtag oligo (obs `HTO1`…: counts with
   a tag-specific background and staining strength), so cross-sample doublets carry two tags.
+  Option `complexes` replaces that share of the singlets by droplets that each hold one cell
+  of two given populations (cells that stick together through dissociation): one pair, drawn
+  from its own random stream and never the two most abundant populations, so the droplets
+  form a cluster of their own that carries both populations' markers (truth `complex_pair`).
 """
 
 from __future__ import annotations
@@ -136,10 +140,13 @@ def _split_subtypes(rng: np.random.Generator, pop: Populations, labels: np.ndarr
 
 
 def doublets(seed: int, cells: int = 2500, genes: int = 1200, types: int = 5,
-             rate: float = 0.08, rare: float = 0.0, hashtags: int = 0) -> Generated:
+             rate: float = 0.08, rare: float = 0.0, hashtags: int = 0,
+             complexes: float = 0.0) -> Generated:
     """Singlets plus `rate` doublets from random parent pairs; truth: which cells, which pair."""
     if hashtags == 1 or hashtags > 8:
         raise ValueError("hashtags must be 0 (none) or 2 to 8 pooled samples")
+    if not 0 <= complexes <= 0.3 or (complexes and hashtags):
+        raise ValueError("complexes must be a share between 0 and 0.3, without hashtags")
     rng = np.random.default_rng(seed)
     pop = make_populations(rng, genes, types, n_absent=2)
     n_doublets = round(cells * rate)
@@ -152,19 +159,31 @@ def doublets(seed: int, cells: int = 2500, genes: int = 1200, types: int = 5,
     first, second = order[:n_doublets], order[n_doublets:2 * n_doublets]
     singles = order[2 * n_doublets:]
     capture = rng.uniform(0.75, 1.0, size=n_doublets)[:, None]
-    mu = np.concatenate([mu[singles], (mu[first] + mu[second]) * capture])
-    counts = splat.sample_counts(rng, mu)
     t = np.array(pop.types)
+    stuck: list[np.ndarray] = []  # the complexes' expected counts (none by default)
+    cx_pair = (0, 0)
+    if complexes > 0:
+        singles, stuck, cx_pair = _complexes(np.random.default_rng([seed, 2]), pop, p, singles,
+                                             round(cells * complexes))
+    mu = np.concatenate([mu[singles], (mu[first] + mu[second]) * capture, *stuck])
+    counts = splat.sample_counts(rng, mu)
+    n_cx = len(stuck[0]) if stuck else 0
+    cx_name = "+".join(sorted(t[list(cx_pair)])) if n_cx else ""
     pair = np.array(["+".join(sorted((a, b))) for a, b in zip(t[labels[first]],
-                                                              t[labels[second]], strict=True)])
-    hetero = labels[first] != labels[second]
+                                                              t[labels[second]], strict=True)]
+                    + [cx_name] * n_cx)
+    hetero = np.r_[labels[first] != labels[second], np.ones(n_cx, bool)]
     cell_type = np.concatenate([t[labels[singles]], pair])
-    is_doublet = np.r_[np.zeros(len(singles), bool), np.ones(n_doublets, bool)]
+    is_doublet = np.r_[np.zeros(len(singles), bool), np.ones(n_doublets + n_cx, bool)]
     detectable = np.concatenate([np.full(len(singles), "singlet", dtype=object),
                                  np.where(hetero, "doublet", np.full(np.shape(hetero), None, dtype=object))])
     obs = {"cell_type": cell_type, "doublet": np.where(is_doublet, "doublet", "singlet"),
            "heterotypic_doublet": detectable}
     truth_obs = ["cell_type", "doublet", "heterotypic_doublet"]
+    if n_cx:
+        obs["complex"] = np.r_[np.full(len(singles) + n_doublets, "other"),
+                               np.full(n_cx, "complex")].astype(object)
+        truth_obs.append("complex")
     if hashtags:
         extra = np.random.default_rng([seed, 1])  # the option's own stream
         obs.update(_hashtags(extra, hashtags, singles, first, second, n_parents))
@@ -175,15 +194,38 @@ def doublets(seed: int, cells: int = 2500, genes: int = 1200, types: int = 5,
     het_pairs, n_pair = np.unique(pair[hetero], return_counts=True)
     truth = {
         "types": pop.types, "markers": pop.markers,
-        "doublet_count": {"n_doublets": int(n_doublets)},
-        "doublet_rate": {"doublet_rate": float(n_doublets / cells)},
+        "doublet_count": {"n_doublets": int(n_doublets + n_cx)},
+        "doublet_rate": {"doublet_rate": float((n_doublets + n_cx) / cells)},
         "heterotypic_count": {"n_heterotypic": int(hetero.sum())},
         "pair_counts": {str(k): int(v) for k, v in zip(het_pairs, n_pair, strict=True)},
         "top_pair": sorted(str(het_pairs[int(np.argmax(n_pair))]).split("+")),
     }
+    if n_cx:
+        truth["complex_pair"] = sorted(cx_name.split("+"))
+        truth["complex_count"] = {"n_complexes": int(n_cx)}
     uns = {"marker_genes": pop.table(), "truth": truth}
     return build(counts, pop.genes, obs, uns=uns, truth_obs=truth_obs,
                  description=f"{cells} droplets x {genes} genes, {COUNTS}, one 10x channel")
+
+
+def _complexes(rng: np.random.Generator, pop: Populations, p: np.ndarray, singles: np.ndarray,
+               n: int) -> tuple[np.ndarray, list[np.ndarray], tuple[int, int]]:
+    """`n` droplets of one cell of population a and one of b, in place of `n` singlets.
+
+    The pair is drawn among all pairs but that of the two most abundant populations (which
+    random doublets already favour); each cell has its own library and mito share, and the
+    droplet captures 75-100% of their sum, as a random doublet does.
+    """
+    if n >= len(singles):
+        raise ValueError("complexes leave no singlets")
+    top = tuple(sorted(np.argsort(-p)[:2].tolist()))
+    pairs = [(a, b) for a in range(len(p)) for b in range(a + 1, len(p)) if (a, b) != top]
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    labels = np.r_[np.full(n, a), np.full(n, b)]
+    rel = set_mito_share(pop.relative(labels), pop.mito, normal_mito_share(rng, 2 * n))
+    mu = splat.cell_means(rel, splat.library_sizes(rng, 2 * n, mean=2500.0))
+    capture = rng.uniform(0.75, 1.0, size=n)[:, None]
+    return singles[n:], [(mu[:n] + mu[n:]) * capture], (a, b)
 
 
 def _hashtags(rng: np.random.Generator, n_samples: int, singles: np.ndarray, first: np.ndarray,

@@ -82,9 +82,9 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
     from cellprompt.config import get_settings
     from cellprompt.datasets import describe
     from cellprompt.datasets.footprint import check_fits
-    from cellprompt.grading import grade
     from cellprompt.llm import make_model
     from cellprompt.tasks import materialise
+    from cellprompt.tasks.validate import grade_task
 
     started, t0 = utcnow(), time.monotonic()
     artifacts = run_dir / "artifacts" / spec.trial_id
@@ -129,7 +129,9 @@ def execute_trial(spec: TrialSpec, run_dir: Path, *, provider: SandboxProvider =
             record.report, record.report_source = report_text(raw_report, outcome.answer, last)
         else:
             t_grade = time.monotonic()
-            record.grades = [grade(g, outcome.answer, mat.truth, workspace=workspace) for g in task.graders]
+            # as `tasks validate` grades: a python_check sees the agent's dataset, same backend
+            record.grades = grade_task(task, outcome.answer, truth=mat.truth, workspace=workspace,
+                                       mt=mat, backend=spec.sandbox_backend)
             record.grade_s = time.monotonic() - t_grade
             record.score = sum(g.score for g in record.grades) / len(record.grades)
             record.passed = all(g.passed for g in record.grades)

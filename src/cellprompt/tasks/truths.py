@@ -233,3 +233,13 @@ def _simulation_time(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Parts
     return {"obs": {"sim_time": {c: int(o % steps) for c, o in zip(cells, origin, strict=True)},
                     "branch": {c: int(o // steps) for c, o in zip(cells, origin, strict=True)}}}
 
+
+# -- visible columns a grader needs ----------------------------------------------------
+
+@recipe("obs_columns", lambda p: {"obs": list(p["columns"])})
+def _obs_columns(adata: Any, origin: np.ndarray, p: dict[str, Any]) -> Parts:
+    """Columns the agent also sees (a cell's batch), copied into the truth for a grader that
+    needs them beside the withheld ones (keyed by the sealed ids, values as strings)."""
+    cells = _cells(adata)
+    return {"obs": {c: dict(zip(cells, adata.obs[c].astype(str), strict=True))
+                    for c in p["columns"]}}

@@ -286,3 +286,20 @@ def test_complexes_form_one_pair_that_is_not_the_two_largest_populations() -> No
     assert np.median(tot[cx]) > 1.5 * np.median(tot[(obs["doublet"] == "singlet").to_numpy()])
     plain = doublets(21, cells=800, genes=600, rate=0.05)
     assert "complex" not in plain.adata.obs and "complex_pair" not in plain.truth
+
+
+def test_trajectory_landmark_and_earlier_terminal_onset() -> None:
+    g = generate("gen:trajectory?seed=15&cells=800&end_onset=0.5&landmark=1")
+    truth = g.adata.uns["truth"]
+    assert g.adata.uns["branch_landmark"] == truth["transient_genes"]["A"][0]
+    assert "branch_landmark" not in generate("gen:trajectory?seed=15&cells=800").adata.uns
+    x = _lognorm(_dense(g.adata.X))
+    names = list(g.adata.var_names)
+    t = g.adata.obs["sim_time"].to_numpy()
+    branch = g.adata.obs["branch"].astype(str).to_numpy()
+    mid = [names.index(n) for n in truth["transient_genes"]["A"]]
+    end = [names.index(n) for n in truth["terminal_genes"]["A"]]
+    both = (branch == "A") & (t > 0.6) & (t < 0.7)  # the programmes overlap: no gap to the end
+    trunk = branch == "trunk"
+    assert x[both][:, mid].mean() > x[trunk][:, mid].mean() + 0.5
+    assert x[both][:, end].mean() > x[trunk][:, end].mean() + 0.5

@@ -29,12 +29,21 @@ def _bump(t: np.ndarray, centre: float, width: float) -> np.ndarray:
 
 
 def trajectory(seed: int, cells: int = 1500, genes: int = 600, branches: int = 2,
-               per_programme: int = 15) -> Generated:
-    """Cells along a trunk that splits into `branches` lineages; truth: time and branch."""
+               per_programme: int = 15, end_onset: float = 0.68,
+               landmark: bool = False) -> Generated:
+    """Cells along a trunk that splits into `branches` lineages; truth: time and branch.
+
+    `end_onset`: the time each lineage's terminal programme starts to rise (earlier: it
+    overlaps the lineage's transient programme, so a branch runs on without a gap to its
+    end). `landmark`: name the top transient gene of lineage A in `uns['branch_landmark']`.
+    """
     if not 2 <= branches <= 4:
         raise ValueError("branches must be 2, 3 or 4")
+    if not SPLIT < end_onset < 1:
+        raise ValueError(f"end_onset must lie between the split ({SPLIT}) and 1")
     rng = np.random.default_rng(seed)
     letters = "ABCD"[:branches]
+    ramp = 0.32 if end_onset == 0.68 else 1 - end_onset  # 0.32 exactly: old data unchanged
     t = rng.uniform(0, 1, size=cells)
     lineage = rng.integers(0, branches, size=cells)
     activity = {"early": np.clip(1 - t / 0.25, 0, 1), "trunk1": _bump(t, 0.17, 0.07),
@@ -42,7 +51,7 @@ def trajectory(seed: int, cells: int = 1500, genes: int = 600, branches: int = 2
     for b, letter in enumerate(letters):
         on = lineage == b
         activity[f"{letter}_mid"] = np.where(on, _bump(t, 0.6, 0.08), 0.0)
-        activity[f"{letter}_end"] = np.where(on, np.clip((t - 0.68) / 0.32, 0, 1), 0.0)
+        activity[f"{letter}_end"] = np.where(on, np.clip((t - end_onset) / ramp, 0, 1), 0.0)
     names = splat.gene_names(rng, genes)
     base = splat.gene_means(rng, genes, outlier_prob=0.0)
     eligible = np.flatnonzero(base > np.quantile(base, 0.3))
@@ -70,6 +79,8 @@ def trajectory(seed: int, cells: int = 1500, genes: int = 600, branches: int = 2
         "lineage_count": {"n_lineages": branches},
     }
     uns = {"progenitor_markers": sorted(programme_genes["early"]), "truth": truth}
+    if landmark:  # a gene the analyst is told about: it switches on mid-way along lineage A
+        uns["branch_landmark"] = programme_genes["A_mid"][0]
     return build(counts, names, {"sim_time": t, "branch": branch, "lineage": committed}, uns=uns,
                  truth_obs=["sim_time", "branch", "lineage"],
                  description=f"{cells} cells x {genes} genes, raw UMI counts, from a "

@@ -90,16 +90,21 @@ class Limits:
     pids: int
     cgroups: list[Path] = field(default_factory=list)
     rlimits: list[str] = field(default_factory=list)  # shell `ulimit` lines, fallback only
-    # the sandbox's CPU cgroup split in two: the service's leaf, where the launch joins, and
-    # agent code's, which the kernel moves into before running any cell
-    service_cgroup: Path | None = None
-    agent_cgroup: Path | None = None
+    # the CPU cgroup split in two leaves: `service`, where the launch joins, and `agent`,
+    # which the kernel moves into before running any cell
+    split: Path | None = None
+
+    @property
+    def service_cgroup(self) -> Path | None:
+        return self.split / "service" if self.split else None
+
+    @property
+    def agent_cgroup(self) -> Path | None:
+        return self.split / "agent" if self.split else None
 
     def entries(self) -> list[Path]:
         """The cgroups the launching shell joins: the service's CPU leaf in place of its parent."""
-        split = self.service_cgroup.parent if self.service_cgroup else None
-        return [self.service_cgroup if cg == split and self.service_cgroup else cg
-                for cg in self.cgroups]
+        return [cg / "service" if cg == self.split else cg for cg in self.cgroups]
 
     def prologue(self) -> str:
         """Shell lines that put the current shell into the sandbox's limits."""
@@ -107,10 +112,13 @@ class Limits:
                  for cg in self.entries()]
         return "\n".join([*lines, *self.rlimits])
 
+    def cpu_cgroup(self) -> Path | None:
+        """The sandbox's CPU cgroup, when it competes with the host as one of its own."""
+        return next((cg for cg in self.cgroups
+                     if (cg / "cpu.max").exists() or (cg / "cpu.cfs_quota_us").exists()), None)
+
     def has_cpu_cgroup(self) -> bool:
-        """Whether the sandbox competes with the host as a CPU cgroup of its own."""
-        return any((cg / name).exists() for cg in self.cgroups
-                   for name in ("cpu.max", "cpu.cfs_quota_us"))
+        return self.cpu_cgroup() is not None
 
     def describe(self) -> str:
         how = "cgroups" if self.cgroups else ("rlimits" if self.rlimits else "none")
@@ -131,7 +139,7 @@ def _split_cpu(cg: Path, weight_file: str, agent_weight: int, lim: Limits) -> No
             (cg / child / weight_file).write_text(str(weight))
     except OSError:
         return  # agent code falls back to nice 19 inside the sandbox's one CPU cgroup
-    lim.service_cgroup, lim.agent_cgroup = cg / "service", cg / "agent"
+    lim.split = cg
 
 
 def _v1(name: str, memory: int, cpus: float, pids: int) -> list[Path]:
@@ -198,14 +206,12 @@ def make_limits(sandbox_id: str, memory: str | int, cpus: float, pids: int) -> L
         have = {"memory", "pids"} if lim.cgroups else set()
     else:
         have = {p.relative_to(CGROUP_ROOT).parts[0] for p in lim.cgroups}
-    cpu = next((cg for cg in lim.cgroups if (cg / "cpu.max").exists()
-                or (cg / "cpu.shares").exists()), None)
-    if cpu is not None:
+    if (cpu := lim.cpu_cgroup()) is not None:
         if unified:  # children with controllers: processes may only live in the leaves
             with contextlib.suppress(OSError):
                 (cpu / "cgroup.subtree_control").write_text("+cpu")
                 _split_cpu(cpu, "cpu.weight", 100, lim)
-                if lim.agent_cgroup is None:  # the launch joins `cpu` itself after all
+                if lim.split is None:  # the launch joins `cpu` itself after all
                     (cpu / "cgroup.subtree_control").write_text("-cpu")
         else:
             _split_cpu(cpu, "cpu.shares", 1024, lim)

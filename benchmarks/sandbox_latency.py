@@ -1,7 +1,10 @@
 """Sandbox latency against a bare Jupyter kernel, measured in one run on this machine.
 
-Prints three figures with issue 13's targets in brackets:
+Prints four figures with issue 13's targets in brackets:
   round trip: median `1+1` through the sandbox's HTTP API / through a raw jupyter_client kernel [<= 1.2]
+  same kernel settings: the same, against a raw kernel given the sandbox kernel's settings
+              (`KERNEL_SETTINGS`: no history file, no 0.5 ms sleep per reply), so the ratio is
+              the HTTP hop and the service alone                                          [<= 1.2]
   cold start: sandbox launch to first result / raw kernel start to first result               [<= 1.4]
   warm pool : median SandboxPool.acquire()                                                     [<= 50 ms]
 
@@ -20,14 +23,16 @@ import argparse
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
 from jupyter_client.manager import KernelManager
 
 from cellprompt.sandbox import HttpSandbox, SandboxPool, open_sandbox
+from cellprompt.sandbox.service.kernel_launcher import KERNEL_SETTINGS
 
-TARGETS = {"round trip": 1.2, "cold start": 1.4, "acquire_ms": 50.0}
+TARGETS = {"round trip": 1.2, "same settings": 1.2, "cold start": 1.4, "acquire_ms": 50.0}
 
 
 def _raw_run(kc: Any, code: str) -> None:
@@ -75,11 +80,11 @@ def sandbox_pid(sb: HttpSandbox) -> int | None:
     return None if getattr(sb.launched, "_proc", None) is None else getattr(record, "pid", None)
 
 
-def raw_start() -> tuple[float, float, KernelManager, object]:
+def raw_start(settings: tuple[str, ...] = ()) -> tuple[float, float, KernelManager, object]:
     """Wall and CPU seconds from starting a plain local ipykernel to its first `1+1` result."""
     cpu0, started = own_cpu(), time.perf_counter()
     km = KernelManager(kernel_name="python3")
-    km.start_kernel()
+    km.start_kernel(extra_arguments=list(settings))
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)
@@ -132,42 +137,47 @@ def main() -> None:
     sb_colds: list[float] = []
     raw_cold_cpu: list[float] = []
     sb_cold_cpu: list[float] = []
-    raw_trips: list[float] = []
-    sb_trips: list[float] = []
-    raw_trip_cpu = sb_trip_cpu = 0.0  # the client's share per trip, the far side's per loop
+    trips: dict[str, list[float]] = {"raw": [], "same settings": [], "sandbox": []}
+    trip_cpu = dict.fromkeys(trips, 0.0)  # the client's share per trip, the far side's per loop
     counted = True  # CPU of the sandbox side is visible (a process backend)
     for _ in range(args.starts):
         wall, used, km, kc = raw_start()
         raw_colds.append(wall)
         raw_cold_cpu.append(used)
+        _, _, tuned_km, tuned_kc = raw_start(KERNEL_SETTINGS)
         wall, used, sb = sandbox_start(args.backend)
         sb_colds.append(wall)
         sb_cold_cpu.append(used)
-        raw_pid, sb_pid = kernel_pid(km), sandbox_pid(sb)
+        sb_pid = sandbox_pid(sb)
         counted = counted and sb_pid is not None
-        raw_far, sb_far = tree_cpu(raw_pid), tree_cpu(sb_pid)
+        sides: dict[str, tuple[Callable[[], object], int | None]] = {
+            "raw": (lambda kc=kc: _raw_run(kc, "1+1"), kernel_pid(km)),
+            "same settings": (lambda kc=tuned_kc: _raw_run(kc, "1+1"), kernel_pid(tuned_km)),
+            "sandbox": (lambda sb=sb: sb.execute("1+1"), sb_pid)}
+        far = {name: tree_cpu(pid) for name, (_, pid) in sides.items()}
         for _ in range(args.n // args.starts):
-            c0, t = own_cpu(), time.perf_counter()
-            _raw_run(kc, "1+1")
-            raw_trips.append(time.perf_counter() - t)
-            raw_trip_cpu += own_cpu() - c0
-            c0, t = own_cpu(), time.perf_counter()
-            sb.execute("1+1")
-            sb_trips.append(time.perf_counter() - t)
-            sb_trip_cpu += own_cpu() - c0
-        raw_trip_cpu += tree_cpu(raw_pid) - raw_far
-        sb_trip_cpu += tree_cpu(sb_pid) - sb_far
+            for name, (run, _) in sides.items():
+                c0, t = own_cpu(), time.perf_counter()
+                run()
+                trips[name].append(time.perf_counter() - t)
+                trip_cpu[name] += own_cpu() - c0
+        for name, (_, pid) in sides.items():
+            trip_cpu[name] += tree_cpu(pid) - far[name]
         sb.close()
-        kc.stop_channels()  # type: ignore[attr-defined]
-        km.shutdown_kernel(now=True)
+        for client, manager in ((kc, km), (tuned_kc, tuned_km)):
+            client.stop_channels()  # type: ignore[attr-defined]
+            manager.shutdown_kernel(now=True)
     acquire = pool_acquire(args.backend, args.pool_rounds)
 
     median = statistics.median
-    n = len(raw_trips)
+    n = len(trips["raw"])
+    box_cpu = trip_cpu["sandbox"] / n if counted else 0.0
     print(f"backend: {args.backend}  (load average {psutil.getloadavg()[0]:.1f} on "
           f"{psutil.cpu_count()} CPUs)")
-    print(_line("round trip", median(sb_trips), median(raw_trips), "ms",
-                sb_trip_cpu / n if counted else 0.0, raw_trip_cpu / n))
+    for against in ("raw", "same settings"):
+        print(_line("round trip" if against == "raw" else "same settings",
+                    median(trips["sandbox"]), median(trips[against]), "ms", box_cpu,
+                    trip_cpu[against] / n))
     print(_line("cold start", median(sb_colds), median(raw_colds), "s",
                 median(sb_cold_cpu) if counted else 0.0, median(raw_cold_cpu)))
     print(f"warm pool acquire: median {median(acquire) * 1e3:.2f} ms  "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import threading
 import time
 
@@ -15,7 +16,7 @@ import pytest
 
 from cellprompt.errors import SandboxDiedError, SandboxError
 from cellprompt.sandbox import ExecutionResult, HttpSandbox, Sandbox, state
-from cellprompt.sandbox.process import http_client
+from cellprompt.sandbox.transport import ServiceClient
 
 BACKENDS = ["local", "bwrap", "docker"]
 
@@ -169,27 +170,28 @@ def test_concurrent_executes_are_serialised(module_sandbox: HttpSandbox) -> None
 
 def test_auth_is_required(module_sandbox: HttpSandbox) -> None:
     endpoint = module_sandbox.launched.endpoint
-    with http_client(endpoint) as raw:
-        assert raw.get("/status").status_code == 200
-        assert raw.post("/execute", json={"code": "1"}).status_code == 401
-        bad = {"Authorization": "Bearer not-the-token"}
+    body = b'{"code": "1"}'
+    with ServiceClient(endpoint) as raw:
+        assert raw.request("GET", "/status", timeout=10).status == 200
+        assert raw.request("POST", "/execute", timeout=10, content=body).status == 401
+    with ServiceClient(endpoint, "not-the-token") as bad:
         for method, url in [("POST", "/execute"), ("POST", "/interrupt"), ("POST", "/restart"),
                             ("GET", "/files/x"), ("PUT", "/files/x")]:
-            assert raw.request(method, url, headers=bad).status_code == 401, url
-        good = {"Authorization": f"Bearer {endpoint.token}"}
-        assert raw.post("/execute", json={"code": "1"}, headers=good).status_code == 200
+            assert bad.request(method, url, timeout=10).status == 401, url
+    with ServiceClient(endpoint, endpoint.token) as good:
+        assert good.request("POST", "/execute", timeout=10, content=body).status == 200
 
 
 def test_malformed_execute_bodies_are_refused_with_the_reason(module_sandbox: HttpSandbox) -> None:
     endpoint = module_sandbox.launched.endpoint
-    good = {"Authorization": f"Bearer {endpoint.token}"}
-    with http_client(endpoint) as raw:
+    with ServiceClient(endpoint, endpoint.token) as raw:
         for body in (b"not json", b"[1]", b'{"code": 1}', b'{"code": "1", "timeout": "x"}',
                      b'{"code": "1", "timeout": true}'):
-            resp = raw.post("/execute", content=body, headers=good)
-            assert resp.status_code == 422, body
-            assert resp.json()["detail"]
-        assert raw.get("/archive?max_bytes=lots", headers=good).status_code == 422
+            resp = raw.request("POST", "/execute", timeout=10, content=body,
+                               content_type="application/json")
+            assert resp.status == 422, body
+            assert json.loads(resp.body)["detail"]
+        assert raw.request("GET", "/archive?max_bytes=lots", timeout=10).status == 422
     assert module_sandbox.execute("print(6 * 7)").outputs[0]["text"] == "42\n"
 
 
@@ -224,10 +226,21 @@ def test_file_paths_cannot_leave_the_workspace(module_sandbox: HttpSandbox) -> N
     with pytest.raises(SandboxError):
         module_sandbox.write_file("escape/new.txt", b"x")
     endpoint = module_sandbox.launched.endpoint
-    with http_client(endpoint) as raw:
-        resp = raw.get("/files/%2E%2E/%2E%2E/etc/hostname",
-                       headers={"Authorization": f"Bearer {endpoint.token}"})
-        assert resp.status_code in (400, 404)
+    with ServiceClient(endpoint, endpoint.token) as raw:
+        resp = raw.request("GET", "/files/%2E%2E/%2E%2E/etc/hostname", timeout=10)
+        assert resp.status in (400, 404)
+
+
+def test_the_kernel_keeps_its_history_in_memory_only(module_sandbox: HttpSandbox) -> None:
+    """No history file is written per cell (the sandbox is thrown away), yet `In` and
+    %history still show the session's cells."""
+    module_sandbox.execute("x = 41")
+    r = module_sandbox.execute(
+        "import pathlib\nip = get_ipython()\n"
+        "print(In[-2], ip.history_manager.enabled,\n"
+        "      list(pathlib.Path(ip.profile_dir.location).glob('history.sqlite*')))")
+    assert r.outputs[0]["text"] == "x = 41 False []\n"
+    assert "x = 41" in module_sandbox.execute("%history").text()
 
 
 def test_result_schema(module_sandbox: HttpSandbox) -> None:

@@ -183,6 +183,22 @@ def test_timeout_returns_control_quickly(hostile: HttpSandbox) -> None:
     assert run_ok(hostile, "print('alive')") == "alive"
 
 
+def test_forged_kernel_messages_are_ignored(hostile: HttpSandbox) -> None:
+    """Messages agent code publishes on IOPub with a key not the kernel's: an early "idle"
+    must not end the cell, a stream must not reach the reply, and neither may fail the call."""
+    r = hostile.execute(
+        "from jupyter_client.session import Session\n"
+        "k = get_ipython().kernel\n"
+        "forger = Session(key=b'not-the-kernel-key', username=k.session.username)\n"
+        "forger.send(k.iopub_socket, 'status', {'execution_state': 'idle'},\n"
+        "            parent=k.get_parent(), ident=b'kernel.forged.status')\n"
+        "forger.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'forged'},\n"
+        "            parent=k.get_parent(), ident=b'stream.stdout')\n"
+        "import time\ntime.sleep(0.3)\nprint('after')")
+    assert r.final_status == "ok", r.text()
+    assert r.outputs == [{"type": "stream", "name": "stdout", "text": "after\n"}]
+
+
 def test_output_flood_is_capped(hostile: HttpSandbox) -> None:
     started = time.monotonic()
     r = hostile.execute("import sys\nfor _ in range(100):\n"

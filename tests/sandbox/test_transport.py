@@ -21,10 +21,9 @@ from cellprompt.sandbox.base import Endpoint
 from cellprompt.sandbox.transport import (
     ReplyTooLargeError,
     SandboxReplacedError,
-    deadline,
-    http_client,
+    ServiceClient,
+    TransportError,
     peer_pid,
-    read_capped,
 )
 
 Handler = Callable[[socket.socket], None]
@@ -72,15 +71,16 @@ def _ok(conn: socket.socket) -> None:
 def test_the_pinned_listener_is_accepted(serve) -> None:  # type: ignore[no-untyped-def]
     path, _ = serve(_ok)
     assert peer_pid(path) == os.getpid()
-    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
-        assert client.get("/status").status_code == 200
+    with ServiceClient(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
+        assert client.request("GET", "/status", timeout=5).status == 200
 
 
 def test_another_listener_gets_nothing_not_even_the_token(serve) -> None:  # type: ignore[no-untyped-def]
     path, received = serve(_ok)
     endpoint = Endpoint(token="secret-token", uds=path, peer_pid=os.getpid() + 1)
-    with http_client(endpoint) as client, pytest.raises(SandboxReplacedError, match="replaced"):
-        client.get("/status", headers={"Authorization": "Bearer secret-token"})
+    with ServiceClient(endpoint, "secret-token") as client, \
+            pytest.raises(SandboxReplacedError, match="replaced"):
+        client.request("GET", "/status", timeout=5)
     time.sleep(0.2)
     assert all(b"secret-token" not in chunk for chunk in received)
     assert received in ([], [b""])
@@ -90,9 +90,9 @@ def test_a_symlink_to_another_socket_is_refused(serve, tmp_path: Path) -> None: 
     path, received = serve(_ok)
     link = tmp_path / "kernel.sock"
     link.symlink_to(path)
-    with http_client(Endpoint(token="t", uds=link, peer_pid=1)) as client, \
+    with ServiceClient(Endpoint(token="t", uds=link, peer_pid=1)) as client, \
             pytest.raises(SandboxReplacedError):
-        client.get("/status")
+        client.request("GET", "/status", timeout=5)
     assert not any(received)
 
 
@@ -104,13 +104,11 @@ def _drip(conn: socket.socket) -> None:
 
 
 def test_a_slow_drip_fails_the_call_at_its_deadline(serve) -> None:  # type: ignore[no-untyped-def]
-    import httpx
-
     path, _ = serve(_drip)
     t0 = time.monotonic()
-    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid()), timeout=60) as client, \
-            deadline(1.5), pytest.raises(httpx.TimeoutException):
-        client.get("/status")
+    with ServiceClient(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client, \
+            pytest.raises(TransportError, match="Timeout"):
+        client.request("GET", "/status", timeout=1.5)
     assert time.monotonic() - t0 < 3.0  # each read was short, yet the call as a whole stopped
 
 
@@ -121,11 +119,10 @@ def test_a_reply_over_the_cap_is_dropped(serve) -> None:  # type: ignore[no-unty
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
     path, _ = serve(big)
-    with http_client(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
-        with client.stream("GET", "/x") as resp, pytest.raises(ReplyTooLargeError):
-            read_capped(resp, 1 << 20)
-        with client.stream("GET", "/x") as resp:
-            assert read_capped(resp, 4 << 20) == body
+    with ServiceClient(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
+        with pytest.raises(ReplyTooLargeError):
+            client.request("GET", "/x", timeout=5, cap=1 << 20)
+        assert client.request("GET", "/x", timeout=5, cap=4 << 20).body == body
 
 
 def test_a_launch_in_progress_is_never_stale_while_its_launcher_lives() -> None:

@@ -20,12 +20,10 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from cellprompt.config import get_settings
 from cellprompt.errors import SandboxDiedError, SandboxError
 from cellprompt.sandbox.base import ExecutionResult, Launched, workspace_relative
-from cellprompt.sandbox.transport import deadline, http_client, read_capped
+from cellprompt.sandbox.transport import Reply, ServiceClient, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +51,7 @@ class HttpSandbox:
         self.reply_cap = get_settings().sandbox_reply_cap
         self._oom_seen = launched.oom_kills()
         self._dead: str | None = None
-        self._client = http_client(launched.endpoint, timeout=30.0)
-        self._client.headers["Authorization"] = f"Bearer {launched.endpoint.token}"
+        self._client = ServiceClient(launched.endpoint, launched.endpoint.token)
         # closing, garbage collection and interpreter exit all end an owned sandbox
         self._finalizer = weakref.finalize(self, _stop, launched) if owned else None
 
@@ -64,15 +61,15 @@ class HttpSandbox:
         """Run a cell; a service that vanished mid-cell gives a `died` result, not a hang."""
         self._ensure_usable()
         try:
-            body, _ = self._request("POST", "/execute", timeout + TIMEOUT_MARGIN_S,
+            body = self._request("POST", "/execute", timeout + TIMEOUT_MARGIN_S,
                                  self.reply_cap + (1 << 20),
                                  content=json.dumps({"code": code, "timeout": timeout}).encode(),
-                                 headers={"content-type": "application/json"})
-        except httpx.TransportError as exc:
+                                 content_type="application/json").body
+        except TransportError as exc:
             if self._service_gone():
                 return ExecutionResult(final_status="died", state_lost=True, message=self._dead)
             raise SandboxError(f"sandbox {self.id} did not answer within {timeout:g} s + "
-                               f"{TIMEOUT_MARGIN_S:g} s ({type(exc).__name__}); its service is "
+                               f"{TIMEOUT_MARGIN_S:g} s ({exc}); its service is "
                                "stopped or wedged: restart it or open a new one") from None
         try:
             result = ExecutionResult.model_validate_json(body)
@@ -101,7 +98,7 @@ class HttpSandbox:
     def read_file(self, path: str, max_bytes: int = 256 << 20) -> bytes:
         """A file of /workspace; `FileNotFoundError` when it is not there."""
         try:
-            return self._call("GET", f"/files/{workspace_relative(path)}", cap=max_bytes)[0]
+            return self._call("GET", f"/files/{workspace_relative(path)}", cap=max_bytes).body
         except _NotFound:
             raise FileNotFoundError(f"{path} is not in the sandbox's /workspace") from None
 
@@ -112,12 +109,12 @@ class HttpSandbox:
         or escaping path or link, no device, no setuid/setgid bit. Links that would point
         out of `dest` are skipped and listed instead.
         """
-        raw, headers = self._call("GET", f"/archive?max_bytes={max_bytes}",
-                                  cap=max_bytes + ARCHIVE_OVERHEAD)
-        skipped = _skipped_header(headers)
+        reply = self._call("GET", f"/archive?max_bytes={max_bytes}",
+                           cap=max_bytes + ARCHIVE_OVERHEAD)
+        skipped = _skipped_header(reply.headers)
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            with tarfile.open(fileobj=io.BytesIO(reply.body), mode="r:") as tar:
                 for member in tar:
                     try:
                         tar.extract(member, dest, filter="data")
@@ -132,7 +129,7 @@ class HttpSandbox:
         self._call("PUT", f"/files/{workspace_relative(path)}", content=data)
 
     def status(self) -> dict[str, Any]:
-        reply = json.loads(self._call("GET", "/status")[0])
+        reply = json.loads(self._call("GET", "/status").body)
         if not isinstance(reply, dict):
             raise SandboxError(f"sandbox {self.id} sent a malformed /status reply")
         return reply
@@ -187,35 +184,30 @@ class HttpSandbox:
             time.sleep(0.05)
         return False
 
-    def _request(self, method: str, url: str, timeout: float, cap: int,
-                 **kwargs: Any) -> tuple[bytes, httpx.Headers]:
+    def _request(self, method: str, url: str, timeout: float, cap: int, *,
+                 content: bytes | None = None, content_type: str | None = None) -> Reply:
         """One call under one deadline, its body read up to `cap` bytes; raises on HTTP errors."""
-        with deadline(timeout):
-            request = self._client.build_request(method, url, timeout=timeout, **kwargs)
-            resp = self._client.send(request, stream=True)
-            try:
-                body = read_capped(resp, cap)
-            finally:
-                resp.close()
-        if resp.status_code == 404:
+        reply = self._client.request(method, url, timeout=timeout, cap=cap, content=content,
+                                     content_type=content_type)
+        if reply.status == 404:
             raise _NotFound(url)
-        if resp.status_code == 401:
+        if reply.status == 401:
             raise SandboxError(f"sandbox {self.id} refused the token (401)")
-        if resp.status_code >= 400:
+        if reply.status >= 400:
             try:
-                detail = json.loads(body).get("detail")
+                detail = json.loads(reply.body).get("detail")
             except (ValueError, AttributeError):
-                detail = body[:200].decode(errors="replace")
+                detail = reply.body[:200].decode(errors="replace")
             raise SandboxError(f"sandbox {self.id}: {method} {url.split('?')[0]} failed "
-                               f"({resp.status_code}): {detail}")
-        return body, resp.headers
+                               f"({reply.status}): {detail}")
+        return reply
 
     def _call(self, method: str, url: str, *, timeout: float = CALL_TIMEOUT_S,
-              content: bytes | None = None, cap: int = 1 << 20) -> tuple[bytes, httpx.Headers]:
+              content: bytes | None = None, cap: int = 1 << 20) -> Reply:
         self._ensure_usable()
         try:
             return self._request(method, url, timeout, cap, content=content)
-        except httpx.TransportError:
+        except TransportError:
             if self._service_gone():
                 raise SandboxDiedError(f"{self._dead}; open a new sandbox") from None
             raise SandboxError(f"sandbox {self.id} did not answer {method} {url.split('?')[0]} "
@@ -226,7 +218,7 @@ class _NotFound(SandboxError):
     """The service answered 404."""
 
 
-def _skipped_header(headers: httpx.Headers) -> list[str]:
+def _skipped_header(headers: dict[str, str]) -> list[str]:
     try:
         names = json.loads(headers.get("x-skipped", "[]"))
     except ValueError:

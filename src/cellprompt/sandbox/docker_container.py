@@ -19,14 +19,14 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import psutil
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import state
 from cellprompt.sandbox.base import Endpoint, Launched, SandboxSpec
 from cellprompt.sandbox.docker_image import LABEL
-from cellprompt.sandbox.process import http_client, oom_kill_count, peer_pid
+from cellprompt.sandbox.process import oom_kill_count, peer_pid
+from cellprompt.sandbox.transport import ServiceClient, TransportError
 from cellprompt.version import __version__
 
 log = logging.getLogger(__name__)
@@ -221,11 +221,11 @@ class DockerLaunched(Launched):
         next_check = 0.0
         sock = self.endpoint.uds
         assert sock is not None
-        with http_client(self.endpoint, timeout=2.0) as client:
+        with ServiceClient(self.endpoint) as client:
             while time.monotonic() < deadline:
                 if sock.exists():
-                    with contextlib.suppress(httpx.TransportError):
-                        if client.get("/status").status_code == 200:
+                    with contextlib.suppress(TransportError):
+                        if client.request("GET", "/status", timeout=2.0).status == 200:
                             self.pin_service()
                             return
                 if time.monotonic() >= next_check:  # an engine round trip: not every spin

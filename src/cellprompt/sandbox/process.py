@@ -16,16 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import psutil
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox import spawn, state
 from cellprompt.sandbox.base import Endpoint, Launched
 from cellprompt.sandbox.limits import remove_cgroups
-from cellprompt.sandbox.transport import http_client, peer_pid
+from cellprompt.sandbox.transport import ServiceClient, TransportError, peer_pid
 
-__all__ = ["ProcessLaunched", "cleanup_stale_processes", "http_client", "peer_pid",
+__all__ = ["ProcessLaunched", "cleanup_stale_processes", "peer_pid",
            "start_process", "terminate_pid", "write_token"]
 
 START_TIMEOUT_S = 60.0
@@ -134,7 +133,7 @@ class ProcessLaunched(Launched):
     def wait_until_serving(self, timeout: float = START_TIMEOUT_S) -> None:
         """Return once `/status` answers; fail with the service log when it never does."""
         deadline = time.monotonic() + timeout
-        with http_client(self.endpoint, timeout=2.0) as client:
+        with ServiceClient(self.endpoint) as client:
             while time.monotonic() < deadline:
                 if not self.alive():
                     tail = self.logs(15)
@@ -142,8 +141,8 @@ class ProcessLaunched(Launched):
                     raise SandboxError(f"sandbox {self.sandbox_id} exited while starting: "
                                        f"{tail.strip()[-600:] or 'no log'}")
                 if self.endpoint.uds is None or self.endpoint.uds.exists():
-                    with contextlib.suppress(httpx.TransportError):
-                        if client.get("/status").status_code == 200:
+                    with contextlib.suppress(TransportError):
+                        if client.request("GET", "/status", timeout=2.0).status == 200:
                             self._pin_peer()
                             return
                 time.sleep(0.005)

@@ -1,6 +1,6 @@
 """How the host talks to a kernel service: only to the one it launched, never past a deadline.
 
-Two guarantees an ordinary httpx client does not give:
+Two guarantees an ordinary HTTP client does not give:
 
 * **The peer is checked on every connection** (Unix sockets): the SO_PEERCRED pid
   of the listening socket must be the `Endpoint.peer_pid` recorded at launch, or
@@ -12,9 +12,8 @@ Two guarantees an ordinary httpx client does not give:
   wedged, or drips its reply a byte at a time fails the call on time. Replies
   are read up to a byte cap, so a hostile reply cannot fill the host's memory.
 
-httpx has no hook for either, so the transport swaps in an httpcore connection
-pool with a network backend of ours (`HTTPTransport._pool` is the one private
-attribute we rely on; httpx is pinned to the tested range).
+Both live in an httpcore network backend of ours, under httpcore's connection
+pool and HTTP/1.1 framing (`ServiceClient`).
 """
 
 from __future__ import annotations
@@ -24,12 +23,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpcore
-import httpx
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox.base import Endpoint
@@ -130,23 +129,77 @@ class _CheckedBackend(httpcore.SyncBackend):
                                                    socket_options))
 
 
-def http_client(endpoint: Endpoint, timeout: float = 10.0) -> httpx.Client:
-    """An httpx client for the endpoint (Unix socket when it has one, else TCP), peer-checked."""
-    transport = httpx.HTTPTransport(uds=str(endpoint.uds) if endpoint.uds else None)
-    transport._pool = httpcore.ConnectionPool(
-        uds=str(endpoint.uds) if endpoint.uds else None, network_backend=_CheckedBackend(endpoint))
-    base = "http://sandbox" if endpoint.uds is not None else f"http://{endpoint.host}:{endpoint.port}"
-    return httpx.Client(transport=transport, base_url=base, timeout=timeout)
+class TransportError(SandboxError):
+    """The service could not be reached, or did not answer in time or in HTTP."""
 
 
-def read_capped(resp: httpx.Response, cap: int) -> bytes:
-    """The body of a streamed response, or `ReplyTooLargeError` once it passes `cap` bytes."""
+_HTTPCORE_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError,
+                    httpcore.ConnectionNotAvailable, httpcore.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the service: its status, headers (names lower-cased) and capped body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ServiceClient:
+    """HTTP/1.1 to one sandbox service: a peer-checked, deadline-bound httpcore pool.
+
+    httpcore rather than httpx: the host makes one request per cell, and httpx's request
+    and response models cost as much CPU as the service's whole reply to `1+1`; the
+    connection pool, the HTTP framing and the network backend hook are httpcore's.
+    """
+
+    def __init__(self, endpoint: Endpoint, token: str | None = None) -> None:
+        self._pool = httpcore.ConnectionPool(
+            uds=str(endpoint.uds) if endpoint.uds else None,
+            network_backend=_CheckedBackend(endpoint))
+        self._base = ("http://sandbox" if endpoint.uds is not None
+                      else f"http://{endpoint.host}:{endpoint.port}")
+        self._headers = [(b"Host", b"sandbox")]
+        if token is not None:
+            self._headers.append((b"Authorization", f"Bearer {token}".encode()))
+
+    def request(self, method: str, path: str, *, timeout: float, cap: int = 1 << 20,
+                content: bytes | None = None, content_type: str | None = None) -> Reply:
+        """One call under one deadline, its body read up to `cap` bytes (else
+        `ReplyTooLargeError`); `TransportError` when the service does not answer."""
+        headers = list(self._headers)
+        if content_type is not None:
+            headers.append((b"Content-Type", content_type.encode()))
+        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        try:
+            with deadline(timeout), self._pool.stream(
+                    method, self._base + path, headers=headers, content=content,
+                    extensions={"timeout": limits}) as resp:
+                body = read_capped(resp.iter_stream(), cap)
+        except _HTTPCORE_ERRORS as exc:
+            raise TransportError(f"{method} {path.split('?')[0]}: {type(exc).__name__}: "
+                                 f"{exc}") from exc
+        names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in resp.headers}
+        return Reply(resp.status, names, body)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_capped(chunks_in: Iterable[bytes], cap: int) -> bytes:
+    """A streamed body, or `ReplyTooLargeError` once it passes `cap` bytes (the rest unread)."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in resp.iter_raw():
+    for chunk in chunks_in:
         size += len(chunk)
         if size > cap:
-            resp.close()
             raise ReplyTooLargeError(f"the sandbox's reply passed {cap} bytes; it was dropped")
         chunks.append(chunk)
     return b"".join(chunks)

@@ -89,7 +89,8 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
 
     app = create_app(runner, token)
     del token
-    opts: dict[str, Any] = dict(log_level="warning", access_log=False, lifespan="off", http="h11")
+    opts: dict[str, Any] = dict(log_level="warning", access_log=False, lifespan="off", http="h11",
+                                proxy_headers=False)
     # httptools and uvloop (requirements.txt) cut the service's CPU per call by a quarter;
     # a runtime without them still serves, on h11 and asyncio's own loop
     with contextlib.suppress(ImportError):

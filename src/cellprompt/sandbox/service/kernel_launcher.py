@@ -18,6 +18,12 @@ import sys
 FLUSH_AT = 1 << 20
 AGENT_NICE_ENV = "CELLPROMPT_AGENT_NICE"
 AGENT_CGROUP_FD_ENV = "CELLPROMPT_AGENT_CGROUP_FD"  # agent code's CPU cgroup, an open fd
+# Work a default kernel does on every cell that a throw-away sandbox has no use for: it
+# writes each cell to an SQLite history file (the sandbox's is deleted with it; `In`,
+# `_ih` and %history keep working from memory), and it sleeps 0.5 ms before every reply
+# so that outputs reach clients that read the reply first (the service reads IOPub up to
+# the idle status, which ipykernel sends after every output).
+KERNEL_SETTINGS = ("--HistoryManager.enabled=False", "--IPythonKernel._execute_sleep=0")
 AGENT_NPROC_ENV = "CELLPROMPT_AGENT_NPROC"  # processes agent code may have (the service keeps
 # the rest of the sandbox's pids, so a fork bomb never leaves it unable to start a thread)
 
@@ -86,4 +92,4 @@ if __name__ == "__main__":
     _bound_output_buffers()
     from ipykernel import kernelapp
 
-    kernelapp.launch_new_instance()
+    kernelapp.launch_new_instance(argv=[*sys.argv[1:], *KERNEL_SETTINGS])

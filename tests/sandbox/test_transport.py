@@ -75,6 +75,17 @@ def test_the_pinned_listener_is_accepted(serve) -> None:  # type: ignore[no-unty
         assert client.request("GET", "/status", timeout=5).status == 200
 
 
+def test_a_connection_the_service_closed_is_replaced_and_checked_again(serve) -> None:  # type: ignore[no-untyped-def]
+    """Each connection of this server answers once and closes, as a service does after its
+    keep-alive time: the next call must open (and peer-check) a new one, not fail."""
+    path, received = serve(_ok)
+    with ServiceClient(Endpoint(token="t", uds=path, peer_pid=os.getpid())) as client:
+        for _ in range(3):
+            assert client.request("GET", "/status", timeout=5).status == 200
+            time.sleep(0.1)  # the server's close lands
+    assert len(received) == 3
+
+
 def test_another_listener_gets_nothing_not_even_the_token(serve) -> None:  # type: ignore[no-untyped-def]
     path, received = serve(_ok)
     endpoint = Endpoint(token="secret-token", uds=path, peer_pid=os.getpid() + 1)

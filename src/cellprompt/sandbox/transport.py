@@ -7,33 +7,33 @@ Two guarantees an ordinary HTTP client does not give:
   the connection is dropped before a byte (and so the bearer token) is sent.
   Agent code that renames the socket and listens in its place, or swaps it for a
   symlink to another host socket, gets `SandboxReplacedError`, never a request.
-* **A call has one deadline** (`deadline()`), not a per-read timeout: every
-  read and write is bounded by the time left, so a service that is stopped,
-  wedged, or drips its reply a byte at a time fails the call on time. Replies
-  are read up to a byte cap, so a hostile reply cannot fill the host's memory.
+* **A call has one deadline**, not a per-read timeout: every read and write is
+  bounded by the time left, so a service that is stopped, wedged, or drips its
+  reply a byte at a time fails the call on time. Replies are read up to a byte
+  cap, so a hostile reply cannot fill the host's memory.
 
-Both live in an httpcore network backend of ours, under httpcore's connection
-pool and HTTP/1.1 framing (`ServiceClient`).
+HTTP/1.1 itself is h11's (sans-I/O): the sockets are ours, so both checks sit
+where the bytes move. An HTTP client library on top (httpx, httpcore) cost the
+host 2 to 5 times the CPU per cell for models, pools and hooks this one
+service never needs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpcore
+import h11
 
 from cellprompt.errors import SandboxError
 from cellprompt.sandbox.base import Endpoint
 
-_local = threading.local()
+MAX_HEADER_BYTES = 100 << 10  # the archive's skipped-files header is the largest (~25 KB)
 
 
 class SandboxReplacedError(SandboxError):
@@ -42,6 +42,10 @@ class SandboxReplacedError(SandboxError):
 
 class ReplyTooLargeError(SandboxError):
     """The service sent more than the caller's byte cap."""
+
+
+class TransportError(SandboxError):
+    """The service could not be reached, or did not answer in time or in HTTP."""
 
 
 def socket_peer_pid(sock: socket.socket) -> int:
@@ -59,84 +63,6 @@ def peer_pid(uds: Path, timeout: float = 2.0) -> int:
         return socket_peer_pid(sock)
 
 
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Every socket operation of this thread's requests inside must end within `seconds`."""
-    previous = getattr(_local, "deadline", None)
-    _local.deadline = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _local.deadline = previous
-
-
-def _bounded(timeout: float | None) -> float | None:
-    end = getattr(_local, "deadline", None)
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("the call's deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every read and write is bounded by the call's deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _bounded(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        raise SandboxError("sandbox connections never use TLS")
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _CheckedBackend(httpcore.SyncBackend):
-    """Connects like httpcore does, then checks who listens before handing the stream out."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
-        stream = super().connect_unix_socket(path, _bounded(timeout), socket_options)
-        expected = self.endpoint.peer_pid
-        if expected is not None:
-            got = socket_peer_pid(stream.get_extra_info("socket"))
-            if got != expected:
-                stream.close()
-                raise SandboxReplacedError(
-                    f"the sandbox service was replaced: {path} is now served by pid {got}, not "
-                    f"by the service this sandbox launched (pid {expected}); nothing was sent. "
-                    "Treat the sandbox as compromised and open a new one")
-        return _DeadlineStream(stream)
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(super().connect_tcp(host, port, _bounded(timeout), local_address,
-                                                   socket_options))
-
-
-class TransportError(SandboxError):
-    """The service could not be reached, or did not answer in time or in HTTP."""
-
-
-_HTTPCORE_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError,
-                    httpcore.ConnectionNotAvailable, httpcore.UnsupportedProtocol)
-
-
 @dataclass(frozen=True)
 class Reply:
     """One answer of the service: its status, headers (names lower-cased) and capped body."""
@@ -146,60 +72,152 @@ class Reply:
     body: bytes
 
 
-class ServiceClient:
-    """HTTP/1.1 to one sandbox service: a peer-checked, deadline-bound httpcore pool.
+class _Connection:
+    """One keep-alive connection: a socket whose every operation ends by a deadline."""
 
-    httpcore rather than httpx: the host makes one request per cell, and httpx's request
-    and response models cost as much CPU as the service's whole reply to `1+1`; the
-    connection pool, the HTTP framing and the network backend hook are httpcore's.
+    def __init__(self, endpoint: Endpoint, end: float) -> None:
+        if endpoint.uds is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = str(endpoint.uds)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (endpoint.host or "127.0.0.1", int(endpoint.port or 0))
+        try:
+            self.sock.settimeout(_left(end))
+            self.sock.connect(address)
+            if endpoint.uds is not None and endpoint.peer_pid is not None:
+                got = socket_peer_pid(self.sock)
+                if got != endpoint.peer_pid:
+                    raise SandboxReplacedError(
+                        f"the sandbox service was replaced: {endpoint.uds} is now served by "
+                        f"pid {got}, not by the service this sandbox launched (pid "
+                        f"{endpoint.peer_pid}); nothing was sent. Treat the sandbox as "
+                        "compromised and open a new one")
+        except BaseException:
+            self.sock.close()
+            raise
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+    def reusable(self) -> bool:
+        """Idle, and not closed by the service meanwhile (readable now means EOF or junk)."""
+        if self.http.our_state is not h11.IDLE or self.http.their_state is not h11.IDLE:
+            return False
+        return not select.select([self.sock], [], [], 0)[0]
+
+    def send(self, data: bytes, end: float) -> None:
+        self.sock.settimeout(_left(end))
+        self.sock.sendall(data)
+
+    def next_event(self, end: float) -> object:
+        """The next h11 event of the reply, reading from the socket as long as it needs."""
+        while (event := self.http.next_event()) is h11.NEED_DATA:
+            self.sock.settimeout(_left(end))
+            self.http.receive_data(self.sock.recv(1 << 16))
+        return event
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _left(end: float) -> float:
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the call's deadline passed")
+    return left
+
+
+class ServiceClient:
+    """HTTP/1.1 to one sandbox service over peer-checked, deadline-bound connections.
+
+    Thread-safe: a call takes an idle connection or opens one (an interrupt can go
+    out while another thread waits on a cell), and puts it back when the exchange
+    ended cleanly; any error closes it.
     """
 
     def __init__(self, endpoint: Endpoint, token: str | None = None) -> None:
-        self._pool = httpcore.ConnectionPool(
-            uds=str(endpoint.uds) if endpoint.uds else None,
-            network_backend=_CheckedBackend(endpoint))
-        self._base = ("http://sandbox" if endpoint.uds is not None
-                      else f"http://{endpoint.host}:{endpoint.port}")
-        self._headers = [(b"Host", b"sandbox")]
+        self._endpoint = endpoint
+        self._headers = [("Host", "sandbox")]
         if token is not None:
-            self._headers.append((b"Authorization", f"Bearer {token}".encode()))
+            self._headers.append(("Authorization", f"Bearer {token}"))
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
 
     def request(self, method: str, path: str, *, timeout: float, cap: int = 1 << 20,
                 content: bytes | None = None, content_type: str | None = None) -> Reply:
         """One call under one deadline, its body read up to `cap` bytes (else
         `ReplyTooLargeError`); `TransportError` when the service does not answer."""
-        headers = list(self._headers)
+        end = time.monotonic() + timeout
+        headers = [*self._headers, ("Content-Length", str(len(content or b"")))]
         if content_type is not None:
-            headers.append((b"Content-Type", content_type.encode()))
-        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            headers.append(("Content-Type", content_type))
+        conn: _Connection | None = None
         try:
-            with deadline(timeout), self._pool.stream(
-                    method, self._base + path, headers=headers, content=content,
-                    extensions={"timeout": limits}) as resp:
-                body = read_capped(resp.iter_stream(), cap)
-        except _HTTPCORE_ERRORS as exc:
+            conn = self._take(end)
+            http = conn.http
+            conn.send(http.send(h11.Request(method=method, target=path, headers=headers))
+                      + http.send(h11.Data(data=content or b"")) + http.send(h11.EndOfMessage()),
+                      end)
+            reply = self._read(conn, end, cap)
+        except (OSError, h11.ProtocolError) as exc:
+            if conn is not None:
+                conn.close()
             raise TransportError(f"{method} {path.split('?')[0]}: {type(exc).__name__}: "
                                  f"{exc}") from exc
-        names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in resp.headers}
-        return Reply(resp.status, names, body)
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._give_back(conn)
+        return reply
+
+    @staticmethod
+    def _read(conn: _Connection, end: float, cap: int) -> Reply:
+        response: h11.Response | None = None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = conn.next_event(end)
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > cap:
+                    raise ReplyTooLargeError(f"the sandbox's reply passed {cap} bytes; it was "
+                                             "dropped")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionResetError("the service closed the connection mid-reply")
+        assert response is not None  # h11 gives a Response before any Data or end
+        names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+        return Reply(response.status_code, names, b"".join(chunks))
+
+    def _take(self, end: float) -> _Connection:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.reusable():
+                    return conn
+                conn.close()
+        return _Connection(self._endpoint, end)
+
+    def _give_back(self, conn: _Connection) -> None:
+        if conn.http.our_state is h11.DONE and conn.http.their_state is h11.DONE:
+            conn.http.start_next_cycle()
+            with self._lock:
+                self._idle.append(conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
-        self._pool.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def __enter__(self) -> ServiceClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def read_capped(chunks_in: Iterable[bytes], cap: int) -> bytes:
-    """A streamed body, or `ReplyTooLargeError` once it passes `cap` bytes (the rest unread)."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in chunks_in:
-        size += len(chunk)
-        if size > cap:
-            raise ReplyTooLargeError(f"the sandbox's reply passed {cap} bytes; it was dropped")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -29,6 +29,8 @@ from service.kernel_process import KernelProcess
 from service.numba_seed import seed_cache
 from service.outputs import DEFAULT_CAP
 
+KEEP_ALIVE_S = 24 * 3600
+
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="service", description=__doc__)
@@ -89,8 +91,10 @@ async def _serve(args: argparse.Namespace, token: str, private: Path,
 
     app = create_app(runner, token)
     del token
+    # the host keeps one connection open between cells, however long an agent thinks:
+    # a connection the service closes just as a cell is sent would fail that cell
     opts: dict[str, Any] = dict(log_level="warning", access_log=False, lifespan="off", http="h11",
-                                proxy_headers=False)
+                                proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_S)
     # httptools and uvloop (requirements.txt) cut the service's CPU per call by a quarter;
     # a runtime without them still serves, on h11 and asyncio's own loop
     with contextlib.suppress(ImportError):

@@ -184,8 +184,9 @@ def test_timeout_returns_control_quickly(hostile: HttpSandbox) -> None:
 
 
 def test_forged_kernel_messages_are_ignored(hostile: HttpSandbox) -> None:
-    """Messages agent code publishes on IOPub with a key not the kernel's: an early "idle"
-    must not end the cell, a stream must not reach the reply, and neither may fail the call."""
+    """Messages agent code publishes on IOPub with a key not the kernel's (an early "idle"
+    must not end the cell, a stream must not reach the reply), frames that are no message
+    at all, and a signed message that is not JSON objects: none may fail the call."""
     r = hostile.execute(
         "from jupyter_client.session import Session\n"
         "k = get_ipython().kernel\n"
@@ -194,6 +195,12 @@ def test_forged_kernel_messages_are_ignored(hostile: HttpSandbox) -> None:
         "            parent=k.get_parent(), ident=b'kernel.forged.status')\n"
         "forger.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'forged'},\n"
         "            parent=k.get_parent(), ident=b'stream.stdout')\n"
+        "k.iopub_socket.send_multipart([b'junk'])\n"
+        "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>', b'sig'])\n"
+        "import json\n"
+        "parent = json.dumps(k.get_parent()['header'], default=str).encode()\n"
+        "frames = [b'{\"msg_type\": \"stream\"}', parent, b'{}', b'[1]']\n"
+        "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>', k.session.sign(frames), *frames])\n"
         "import time\ntime.sleep(0.3)\nprint('after')")
     assert r.final_status == "ok", r.text()
     assert r.outputs == [{"type": "stream", "name": "stdout", "text": "after\n"}]

@@ -7,6 +7,12 @@ token there. Here agent code tries each route to every socket it can find; the
 host must then either reach the real service (the attack found nothing to take)
 or raise a `SandboxError` saying the service was replaced, and in no case return
 a forged result or let the token reach the impostor.
+
+The host keeps its connection to the service for the sandbox's life, and a
+connection already made cannot be taken over; the attack is on the next
+connection (after a dropped one, from `sandbox attach`, from another process).
+So each test's next call goes through a new client of the same sandbox, which
+must connect to whatever listens there now.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +30,6 @@ from cellprompt.sandbox import HttpSandbox
 from tests.sandbox.attacks import BACKENDS, FORGED_REPLY, HostListener, run_ok, timed
 from tests.sandbox.conftest import open_for
 
-KEEPALIVE_S = 6.0  # the service closes an idle keep-alive connection after 5 s
 CALL_TIMEOUT_S = 10.0
 
 # Every socket agent code can see whose name ends in .sock (the service's ZeroMQ channels
@@ -100,13 +104,18 @@ def host_listener() -> Iterator[HostListener]:
     folder.rmdir()
 
 
+def _new_client(sb: HttpSandbox) -> HttpSandbox:
+    """Another host client of the sandbox: its first call opens a new connection."""
+    return HttpSandbox(sb.launched, sb.backend, owned=False)
+
+
 def _next_cell(sb: HttpSandbox) -> tuple[object, SandboxError | None]:
-    """The host's next call after the attack: a result or the SandboxError it raised."""
-    time.sleep(KEEPALIVE_S)  # the host must open a new connection, to whatever is there now
-    with timed(CALL_TIMEOUT_S + 10, "the call after a hijack attempt"):
+    """The host's next call after the attack, on a new connection to whatever is there now:
+    a result or the SandboxError it raised."""
+    with timed(CALL_TIMEOUT_S + 10, "the call after a hijack attempt"), _new_client(sb) as host:
         try:
-            return sb.execute("raise ValueError('the real kernel ran this')",
-                              timeout=CALL_TIMEOUT_S), None
+            return host.execute("raise ValueError('the real kernel ran this')",
+                                timeout=CALL_TIMEOUT_S), None
         except SandboxError as exc:
             return None, exc
 
@@ -158,12 +167,14 @@ def test_every_call_refuses_an_impostor(victim: HttpSandbox, tmp_path: Path) -> 
     marker = secrets.token_hex(4)
     attack = json.loads(run_ok(victim, HIJACK.format(
         forged=FORGED_REPLY, take=TAKE["rename"].format(marker=marker))))
-    time.sleep(KEEPALIVE_S)
     if not attack["taken"]:  # nothing agent code could take: every call reaches the service
-        assert victim.status()["status"] == "ok"
+        with _new_client(victim) as host:
+            assert host.status()["status"] == "ok"
         return
-    calls = {"status": victim.status, "read_file": lambda: victim.read_file("x.txt"),
-             "export_workspace": lambda: victim.export_workspace(tmp_path / "out", 1 << 20)}
+    calls = {"status": lambda host: host.status(),
+             "read_file": lambda host: host.read_file("x.txt"),
+             "export_workspace": lambda host: host.export_workspace(tmp_path / "out", 1 << 20)}
     for name, call in calls.items():
-        with timed(CALL_TIMEOUT_S + 10, name), pytest.raises(SandboxError, match=r"(?i)replaced"):
-            call()
+        with timed(CALL_TIMEOUT_S + 10, name), _new_client(victim) as host, \
+                pytest.raises(SandboxError, match=r"(?i)replaced"):
+            call(host)

@@ -4,9 +4,9 @@ Plain Starlette rather than FastAPI: six routes need no dependency injection or
 OpenAPI, and FastAPI's import and route set-up (pydantic models per route) cost
 more CPU than the kernel's own start, on every sandbox's cold start. Request
 bodies are two fields, checked by hand; errors are `{"detail": ...}` as before.
-The app is Starlette's bare `Router`: the application wrapper's two middlewares
-(error pages and exception handlers, neither used here) cost a tenth of the
-service's CPU per `1+1`; an unexpected exception still becomes uvicorn's 500.
+The app is Starlette's bare `Router`: the application wrapper adds two
+middlewares (error pages and exception handlers, neither used here) to every
+call; an unexpected exception still becomes uvicorn's 500.
 """
 
 from __future__ import annotations

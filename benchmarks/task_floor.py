@@ -52,7 +52,8 @@ def _raw(cells: list[str], data_dir: Path) -> tuple[float, float]:
 
 
 def _sandboxed(cells: list[str], mount: Mount, backend: str) -> tuple[float, float]:
-    """Wall and CPU seconds from sandbox launch to last cell done, in a fresh sandbox."""
+    """Wall and CPU seconds from sandbox launch to last cell done, in a fresh sandbox (CPU 0
+    when the sandbox's processes are not the host's to count: docker)."""
     c0, t0 = own_cpu(), time.perf_counter()
     with open_sandbox(backend, datasets=[mount], wait_kernel=True) as sb:
         for cell in cells:
@@ -60,7 +61,13 @@ def _sandboxed(cells: list[str], mount: Mount, backend: str) -> tuple[float, flo
             if r.final_status != "ok":
                 raise RuntimeError(f"sandbox: {r.text()[-300:]}")
         wall = time.perf_counter() - t0
-        return wall, own_cpu() - c0 + tree_cpu(sandbox_pid(sb))
+        pid = sandbox_pid(sb)
+        return wall, (own_cpu() - c0 + tree_cpu(pid)) if pid is not None else 0.0
+
+
+def _cpu(box: float, raw: float) -> str:
+    """The sandbox's CPU seconds and ratio, or n/a where they are not counted."""
+    return f"{box:13.1f} {box / raw:6.2f}" if box else f"{'n/a':>13s} {'n/a':>6s}"
 
 
 def main() -> None:
@@ -84,12 +91,11 @@ def main() -> None:
             total[key] += value
         worst = max(worst, box / raw)
         print(f"{task.id:36s} {raw:7.1f} {box:10.1f} {box / raw:6.2f}   {raw_cpu:9.1f} "
-              f"{box_cpu:13.1f} {box_cpu / raw_cpu if box_cpu else float('nan'):6.2f}")
+              f"{_cpu(box_cpu, raw_cpu)}")
     if total["raw"]:
-        cpu_ratio = total["box cpu"] / total["raw cpu"] if total["box cpu"] else float("nan")
         print(f"{'all':36s} {total['raw']:7.1f} {total['box']:10.1f} "
               f"{total['box'] / total['raw']:6.2f}   {total['raw cpu']:9.1f} "
-              f"{total['box cpu']:13.1f} {cpu_ratio:6.2f}")
+              f"{_cpu(total['box cpu'], total['raw cpu'])}")
         print(f"targets (wall): total <= 1.15, worst task <= 1.5; worst here {worst:.2f}")
 
 
